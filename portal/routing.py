@@ -1,0 +1,3 @@
+"""WebSocket URL routes."""
+
+websocket_urlpatterns = []

@@ -1,0 +1,110 @@
+"""Fixtures shared by every test: real Redis, real Docker, real RQ workers.
+
+Nothing here replaces the portal's own code. Redis is the server started by
+scripts/setup.sh (database PORTAL_TEST_REDIS_URL, flushed around each test);
+Docker is the local engine, and every object a test creates carries the label
+``portal.test=<run id>`` so teardown removes it even when the test fails.
+"""
+
+import os
+import uuid
+
+import docker
+import pytest
+import redis
+from docker.errors import APIError, NotFound
+
+TEST_REDIS_URL = os.environ.get("PORTAL_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
+RUN_ID = uuid.uuid4().hex[:10]
+TEST_LABEL = "portal.test"
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    """Return the URL of the test Redis database, refusing a non-empty one."""
+    conn = redis.Redis.from_url(TEST_REDIS_URL)
+    conn.ping()
+    # Keys left by an earlier, interrupted run of this suite are ours to
+    # drop; anything else means the database belongs to someone else.
+    foreign = [k for k in conn.scan_iter(count=1000) if not _ours(k)]
+    if foreign:
+        pytest.exit(
+            f"Redis database {TEST_REDIS_URL} holds {len(foreign)} keys that are "
+            "not the test suite's; point PORTAL_TEST_REDIS_URL at an empty one.",
+            returncode=2,
+        )
+    return TEST_REDIS_URL
+
+
+def _ours(key):
+    return key.startswith((b"rq:", b"portal-test", b"asgi", b"portal:"))
+
+
+@pytest.fixture
+def redis_conn(redis_url):
+    """Yield a client of the test Redis database, flushed before and after."""
+    conn = redis.Redis.from_url(redis_url)
+    conn.flushdb()
+    yield conn
+    conn.flushdb()
+    conn.close()
+
+
+@pytest.fixture(scope="session")
+def docker_session_client():
+    client = docker.from_env(timeout=120)
+    try:
+        client.ping()
+    except Exception as exc:  # noqa: BLE001
+        pytest.exit(f"Docker engine not reachable: {exc}", returncode=2)
+    yield client
+    _remove_labelled(client, f"{TEST_LABEL}={RUN_ID}")
+    client.close()
+
+
+@pytest.fixture
+def docker_labels():
+    """Return the labels every object a test creates must carry."""
+    return {TEST_LABEL: RUN_ID}
+
+
+@pytest.fixture
+def docker_client(docker_session_client, docker_labels):
+    """Yield a Docker client; remove what the test labelled afterwards."""
+    yield docker_session_client
+    _remove_labelled(docker_session_client, f"{TEST_LABEL}={RUN_ID}")
+
+
+def _remove_labelled(client, label):
+    """Remove containers, then networks, then volumes carrying ``label``."""
+    for container in client.containers.list(all=True, filters={"label": label}):
+        try:
+            container.remove(v=True, force=True)
+        except (APIError, NotFound):
+            pass
+    for network in client.networks.list(filters={"label": label}):
+        try:
+            network.remove()
+        except (APIError, NotFound):
+            pass
+    for volume in client.volumes.list(filters={"label": label}):
+        try:
+            volume.remove(force=True)
+        except (APIError, NotFound):
+            pass
+
+
+@pytest.fixture
+def run_jobs(redis_conn):
+    """Return a function that runs queued jobs in a non-forking burst worker."""
+    import django_rq
+    from rq import SimpleWorker
+
+    def run(*queues):
+        worker = django_rq.get_worker(
+            *(queues or ("default", "long")), worker_class=SimpleWorker
+        )
+        worker.work(burst=True)
+        return worker
+
+    return run

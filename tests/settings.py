@@ -1,0 +1,20 @@
+"""Settings for the test suite: the real ones, pointed at the test Redis."""
+
+import os
+
+os.environ.setdefault(
+    "REDIS_URL", os.environ.get("PORTAL_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
+)
+os.environ.setdefault("CHANNELS_PREFIX", "portal-test")
+
+from portal.settings import *  # noqa: E402,F401,F403
+
+# Each test gets its own SQLite file through pytest-django; workers spawned by
+# tests use the same file (see tests/conftest.py).
+DATABASES["default"] = {  # noqa: F405
+    "ENGINE": "django.db.backends.sqlite3",
+    "NAME": os.environ.get("PORTAL_TEST_DB", str(BASE_DIR / ".state" / "test.sqlite3")),  # noqa: F405
+    "OPTIONS": {"timeout": 30},
+    "TEST": {"NAME": os.environ.get("PORTAL_TEST_DB", str(BASE_DIR / ".state" / "test.sqlite3"))},  # noqa: F405
+}
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
