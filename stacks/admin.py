@@ -3,6 +3,7 @@
 from django.contrib import admin
 
 from .models import (
+    ConfigValue,
     Environment,
     Network,
     NetworkOverride,
@@ -106,3 +107,9 @@ class ServiceOverrideAdmin(admin.ModelAdmin):
 class NetworkOverrideAdmin(admin.ModelAdmin):
     list_display = ["network", "environment", "subnet", "gateway"]
     list_filter = ["environment"]
+
+
+@admin.register(ConfigValue)
+class ConfigValueAdmin(admin.ModelAdmin):
+    list_display = ["key", "value"]
+    search_fields = ["key"]

@@ -15,6 +15,7 @@ from django.urls import reverse
 from .choices import DataType
 
 __all__ = [
+    "ConfigValue",
     "Environment",
     "Network",
     "NetworkOverride",
@@ -23,6 +24,25 @@ __all__ = [
     "Stack",
     "Volume",
 ]
+
+
+class ConfigValue(models.Model):
+    """One value of the ``config`` section of ``configs/stacks.yaml``.
+
+    ``project_name``, ``default_restart_policy`` and
+    ``healthcheck_templates`` are applied when the file is imported (templates
+    are expanded into each service's healthcheck) and kept here so
+    ``export_configs`` writes the section back unchanged.
+    """
+
+    key = models.SlugField(max_length=60, unique=True)
+    value = models.JSONField(default=None, null=True, blank=True)
+
+    class Meta:
+        ordering = ["key"]
+
+    def __str__(self):
+        return self.key
 
 
 class Environment(models.Model):
