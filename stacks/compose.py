@@ -1,0 +1,661 @@
+"""The Compose model of a stack in an environment, and its rendering.
+
+:func:`stack_plan` turns the effective configuration (``stacks.config``) into
+a :class:`StackPlan`: the services in start order, the networks (the stack's
+own and, as external ones, those of the stacks it depends on) and the named
+volumes, all with their Docker names and labels. The same plan is applied
+through the Engine API by ``stacks.docker`` and written out as a standard
+compose file by :func:`render_compose`, so what the portal creates is what
+``docker compose -p <project> -f <rendered file> up`` would create.
+
+Environment values keep their ``${VAR}`` references here; they are resolved
+only when a container is created.
+"""
+
+import re
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from django.conf import settings
+
+__all__ = [
+    "HealthSpec",
+    "MountSpec",
+    "NetworkSpec",
+    "PortSpec",
+    "ServiceSpec",
+    "StackPlan",
+    "VolumeSpec",
+    "base_labels",
+    "compose_dict",
+    "container_name",
+    "network_docker_name",
+    "parse_duration",
+    "render_compose",
+    "stack_plan",
+    "start_levels",
+    "volume_docker_name",
+    "write_compose_files",
+]
+
+MANAGED_LABEL = "portal.managed"
+PROJECT_LABEL = "com.docker.compose.project"
+SERVICE_LABEL = "com.docker.compose.service"
+NETWORK_LABEL = "com.docker.compose.network"
+VOLUME_LABEL = "com.docker.compose.volume"
+HASH_LABEL = "com.docker.compose.config-hash"
+
+GPU_DRIVER = "nvidia"
+
+
+# --------------------------------------------------------------------------
+# Names and labels
+
+
+def container_name(project, service):
+    """Return the container name Compose gives the first replica."""
+    return f"{project}-{service}-1"
+
+
+def network_docker_name(project, network):
+    """Return the Docker name of ``network`` (a key) in ``project``."""
+    return f"{project}_{network}"
+
+
+def volume_docker_name(project, volume):
+    """Return the Docker name of ``volume`` (a key) in ``project``."""
+    return f"{project}_{volume}"
+
+
+def extra_labels():
+    """Return the labels added to every object (``PORTAL_EXTRA_LABELS``)."""
+    return {
+        str(k): str(v)
+        for k, v in (getattr(settings, "PORTAL_EXTRA_LABELS", None) or {}).items()
+    }
+
+
+def base_labels(environment, stack):
+    """Return the portal's own labels for objects of ``stack`` in ``environment``."""
+    return {
+        MANAGED_LABEL: "true",
+        "portal.environment": environment.name,
+        "portal.stack": stack.name,
+        **extra_labels(),
+    }
+
+
+# --------------------------------------------------------------------------
+# Specs
+
+
+def parse_duration(value):
+    """Return a Compose duration ("1m30s", "500ms", 10) in seconds, or None."""
+    if value in (None, ""):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    text = str(value).strip()
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return float(text)
+    units = {"h": 3600, "m": 60, "s": 1, "ms": 0.001, "us": 1e-6, "ns": 1e-9}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|us|ns|h|m|s)", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise ValueError(f"{value!r} is not a duration (e.g. 30s, 1m30s, 500ms).")
+    return sum(float(n) * units[u] for n, u in parts)
+
+
+def format_duration(seconds):
+    """Return ``seconds`` as a Compose duration string."""
+    if seconds is None:
+        return None
+    if float(seconds).is_integer():
+        return f"{int(seconds)}s"
+    return f"{int(round(seconds * 1000))}ms"
+
+
+@dataclass(frozen=True)
+class PortSpec:
+    """A published port: ``host_ip:published -> target/protocol``."""
+
+    target: int
+    published: int
+    host_ip: str
+    protocol: str = "tcp"
+
+    def __str__(self):
+        return f"{self.host_ip}:{self.published}->{self.target}/{self.protocol}"
+
+
+@dataclass(frozen=True)
+class MountSpec:
+    """A mount: a named volume (Docker name in ``source``), a bind or a tmpfs."""
+
+    type: str
+    target: str
+    source: str = ""
+    read_only: bool = False
+    # The compose key: the volume's key for named volumes, the path as written
+    # in the configuration for binds.
+    key: str = ""
+
+
+@dataclass(frozen=True)
+class HealthSpec:
+    """A healthcheck in Compose terms, durations in seconds."""
+
+    test: tuple = ()
+    interval: float | None = None
+    timeout: float | None = None
+    retries: int | None = None
+    start_period: float | None = None
+    disable: bool = False
+
+
+@dataclass
+class NetworkSpec:
+    """A network a stack's services join."""
+
+    key: str
+    docker_name: str
+    stack: str
+    project: str
+    subnet: str = ""
+    gateway: str = ""
+    driver: str = "bridge"
+    internal: bool = False
+    # Owned by a stack this one depends on: used, never created or removed.
+    external: bool = False
+    labels: dict = field(default_factory=dict)
+
+
+@dataclass
+class VolumeSpec:
+    """A named volume of a stack."""
+
+    key: str
+    docker_name: str
+    stack: str
+    project: str
+    data_type: str = ""
+    driver: str = "local"
+    external: bool = False
+    labels: dict = field(default_factory=dict)
+
+
+@dataclass
+class ServiceSpec:
+    """One service of a stack as it should run in an environment."""
+
+    name: str
+    stack: str
+    project: str
+    image: str
+    command: list | None = None
+    entrypoint: list | None = None
+    # Values keep their ${VAR} references; resolved at container creation.
+    environment: dict = field(default_factory=dict)
+    ports: list = field(default_factory=list)
+    mounts: list = field(default_factory=list)
+    # Network Docker name -> network key, own stack's networks first.
+    networks: dict = field(default_factory=dict)
+    aliases: list = field(default_factory=list)
+    healthcheck: HealthSpec | None = None
+    # Services of the same stack this one waits for.
+    depends_on: list = field(default_factory=list)
+    # (stack, service) pairs in other stacks this one needs running.
+    external_depends_on: list = field(default_factory=list)
+    gpu: bool = False
+    gpu_count: str = "all"
+    shm_size: str = ""
+    user: str = ""
+    restart: str = "unless-stopped"
+    labels: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def container_name(self):
+        return container_name(self.project, self.name)
+
+
+@dataclass
+class StackPlan:
+    """Desired state of one stack in one environment."""
+
+    environment: object
+    stack: object
+    project: str
+    services: list = field(default_factory=list)
+    networks: list = field(default_factory=list)
+    volumes: list = field(default_factory=list)
+    # Names of the stacks this one depends on, transitively, dependencies first.
+    dependency_stacks: list = field(default_factory=list)
+
+    def service(self, name):
+        """Return the spec of service ``name``."""
+        for spec in self.services:
+            if spec.name == name:
+                return spec
+        raise KeyError(name)
+
+    @property
+    def own_networks(self):
+        return [n for n in self.networks if not n.external]
+
+    @property
+    def own_volumes(self):
+        return [v for v in self.volumes if not v.external]
+
+
+def start_levels(services):
+    """Group ``services`` (specs) into levels: each depends only on earlier ones.
+
+    Raises ValueError on a dependency cycle inside the stack.
+    """
+    names = {s.name for s in services}
+    pending = {s.name: {d for d in s.depends_on if d in names} for s in services}
+    order = {s.name: i for i, s in enumerate(services)}
+    by_name = {s.name: s for s in services}
+    levels, done = [], set()
+    while pending:
+        ready = sorted(
+            (n for n, deps in pending.items() if deps <= done), key=order.get
+        )
+        if not ready:
+            raise ValueError(
+                "Dependency cycle between services: " + ", ".join(sorted(pending))
+            )
+        levels.append([by_name[n] for n in ready])
+        done.update(ready)
+        for n in ready:
+            del pending[n]
+    return levels
+
+
+# --------------------------------------------------------------------------
+# Building the plan from the configuration
+
+
+def _command(value):
+    """Return a command as a list (Compose splits strings like a shell)."""
+    if value in (None, "", []):
+        return None
+    if isinstance(value, str):
+        return shlex.split(value)
+    return [str(v) for v in value]
+
+
+def _health(value):
+    if not value:
+        return None
+    if value.get("disable") in (True, "true", "True"):
+        return HealthSpec(disable=True)
+    test = value.get("test") or ()
+    if isinstance(test, str):
+        test = ("CMD-SHELL", test)
+    retries = value.get("retries")
+    return HealthSpec(
+        test=tuple(str(t) for t in test),
+        interval=parse_duration(value.get("interval")),
+        timeout=parse_duration(value.get("timeout")),
+        retries=None if retries in (None, "") else int(retries),
+        start_period=parse_duration(value.get("start_period")),
+    )
+
+
+def _port_specs(published):
+    """Normalise ``stacks.config.published_ports`` rows into PortSpecs."""
+    specs = []
+    for row in published or []:
+        if isinstance(row, PortSpec):
+            specs.append(row)
+        elif isinstance(row, dict):
+            specs.append(
+                PortSpec(
+                    target=int(row["target"]),
+                    published=int(row["published"]),
+                    host_ip=str(row.get("host_ip") or "127.0.0.1"),
+                    protocol=str(row.get("protocol") or "tcp"),
+                )
+            )
+        else:
+            specs.append(PortSpec(*row))
+    return specs
+
+
+def _split_volume(entry):
+    """Return (source, target, read_only, type) of a Compose volume entry."""
+    if isinstance(entry, dict):
+        return (
+            str(entry.get("source") or ""),
+            str(entry["target"]),
+            bool(entry.get("read_only")),
+            entry.get("type") or "",
+        )
+    parts = str(entry).split(":")
+    if len(parts) == 1:
+        return "", parts[0], False, "volume"
+    mode = parts[2] if len(parts) > 2 else ""
+    return parts[0], parts[1], "ro" in mode.split(","), ""
+
+
+def _is_path(source):
+    return source.startswith(("/", ".", "~")) or "/" in source
+
+
+def _bind_source(source):
+    """Return the absolute host path of a bind source.
+
+    Relative paths are relative to the project root (where the seed's
+    compose files lived), as Compose resolves them from the file's folder.
+    """
+    path = Path(source).expanduser()
+    if not path.is_absolute():
+        path = Path(settings.BASE_DIR) / path
+    return str(path)
+
+
+def stack_plan(environment, stack):
+    """Return the :class:`StackPlan` of ``stack`` in ``environment``."""
+    from . import config
+    from .models import Network, Service, Volume
+
+    project = environment.project_name(stack)
+    labels = base_labels(environment, stack)
+    dependencies = stack.dependency_closure()
+    subnets = config.network_plan(environment)
+
+    networks = []
+    for owner in [stack, *dependencies]:
+        owner_project = environment.project_name(owner)
+        for network in Network.objects.filter(stack=owner).order_by("name"):
+            subnet, gateway = subnets.get(network.name) or (
+                network.subnet,
+                network.gateway,
+            )
+            networks.append(
+                NetworkSpec(
+                    key=network.name,
+                    docker_name=network_docker_name(owner_project, network.name),
+                    stack=owner.name,
+                    project=owner_project,
+                    subnet=str(subnet or ""),
+                    gateway=str(gateway or ""),
+                    driver=network.driver,
+                    internal=network.internal,
+                    external=owner.pk != stack.pk,
+                    labels={**base_labels(environment, owner)},
+                )
+            )
+    network_map = {n.docker_name: n.key for n in networks}
+
+    volumes_by_name = {v.name: v for v in Volume.objects.select_related("stack").all()}
+    volumes = {}
+
+    def volume_spec(name):
+        if name not in volumes:
+            row = volumes_by_name.get(name)
+            owner = row.stack if row is not None else stack
+            owner_project = environment.project_name(owner)
+            data_type = row.data_type if row is not None else ""
+            volumes[name] = VolumeSpec(
+                key=name,
+                docker_name=volume_docker_name(owner_project, name),
+                stack=owner.name,
+                project=owner_project,
+                data_type=data_type,
+                driver=row.driver if row is not None else "local",
+                external=owner.pk != stack.pk,
+                labels={
+                    **base_labels(environment, owner),
+                    **({"portal.data-type": data_type} if data_type else {}),
+                },
+            )
+        return volumes[name]
+
+    # Volumes the stack declares exist even when no service mounts them.
+    for row in Volume.objects.filter(stack=stack).order_by("name"):
+        volume_spec(row.name)
+
+    services = []
+    rows = Service.objects.filter(stack=stack).prefetch_related("depends_on__stack")
+    for service in rows:
+        eff = config.effective_service(service, environment)
+        mounts = []
+        for entry in eff.get("volumes") or []:
+            source, target, read_only, kind = _split_volume(entry)
+            if kind == "tmpfs":
+                mounts.append(MountSpec("tmpfs", target))
+            elif kind == "bind" or (source and _is_path(source)):
+                mounts.append(
+                    MountSpec("bind", target, _bind_source(source), read_only, source)
+                )
+            elif source:
+                spec = volume_spec(source)
+                mounts.append(
+                    MountSpec("volume", target, spec.docker_name, read_only, source)
+                )
+            else:
+                # An anonymous volume, as "- /data" in Compose.
+                mounts.append(MountSpec("volume", target, "", read_only, ""))
+        extra = dict(eff.get("extra") or {})
+        user_labels = extra.pop("labels", None) or {}
+        if isinstance(user_labels, list):
+            user_labels = dict(item.split("=", 1) for item in user_labels)
+        same, other = [], []
+        for dep in service.depends_on.all():
+            if dep.stack_id == stack.pk:
+                same.append(dep.name)
+            else:
+                other.append((dep.stack.name, dep.name))
+        services.append(
+            ServiceSpec(
+                name=service.name,
+                stack=stack.name,
+                project=project,
+                image=eff.get("image") or service.image,
+                command=_command(eff.get("command")),
+                entrypoint=_command(eff.get("entrypoint")),
+                environment={
+                    str(k): "" if v is None else str(v)
+                    for k, v in (eff.get("environment") or {}).items()
+                },
+                ports=_port_specs(config.published_ports(service, environment)),
+                mounts=mounts,
+                networks=dict(network_map),
+                aliases=[service.name],
+                healthcheck=_health(eff.get("healthcheck")),
+                depends_on=sorted(same),
+                external_depends_on=sorted(other),
+                gpu=bool(eff.get("gpu")) and environment.gpu_enabled,
+                gpu_count=str(eff.get("gpu_count") or "all"),
+                shm_size=str(eff.get("shm_size") or ""),
+                user=str(eff.get("user") or ""),
+                restart=str(eff.get("restart") or "unless-stopped"),
+                labels={
+                    **{str(k): str(v) for k, v in user_labels.items()},
+                    **labels,
+                    PROJECT_LABEL: project,
+                    SERVICE_LABEL: service.name,
+                    "com.docker.compose.container-number": "1",
+                    "com.docker.compose.oneoff": "False",
+                    "portal.service": service.name,
+                },
+                extra=extra,
+            )
+        )
+    ordered = [s for level in start_levels(services) for s in level]
+    return StackPlan(
+        environment=environment,
+        stack=stack,
+        project=project,
+        services=ordered,
+        networks=networks,
+        volumes=list(volumes.values()),
+        dependency_stacks=[s.name for s in dependencies],
+    )
+
+
+# --------------------------------------------------------------------------
+# Rendering
+
+
+def _compose_mount(mount):
+    entry = {"type": mount.type, "target": mount.target}
+    if mount.type == "volume" and mount.key:
+        entry["source"] = mount.key
+    elif mount.type == "bind":
+        entry["source"] = mount.source
+    if mount.read_only:
+        entry["read_only"] = True
+    return entry
+
+
+def _compose_health(health):
+    if health.disable:
+        return {"disable": True}
+    entry = {}
+    if health.test:
+        entry["test"] = list(health.test)
+    for key in ("interval", "timeout", "start_period"):
+        value = getattr(health, key)
+        if value is not None:
+            entry[key] = format_duration(value)
+    if health.retries is not None:
+        entry["retries"] = health.retries
+    return entry
+
+
+def _compose_labels(labels):
+    # Compose writes its own com.docker.compose.* labels.
+    return {k: v for k, v in labels.items() if not k.startswith("com.docker.compose.")}
+
+
+def compose_dict(plan):
+    """Return the compose file of ``plan`` as a dict (Compose Specification)."""
+    by_name = {s.name: s for s in plan.services}
+    services = {}
+    for s in plan.services:
+        entry = {"image": s.image}
+        if s.command is not None:
+            entry["command"] = list(s.command)
+        if s.entrypoint is not None:
+            entry["entrypoint"] = list(s.entrypoint)
+        if s.environment:
+            entry["environment"] = dict(s.environment)
+        if s.ports:
+            entry["ports"] = [
+                {
+                    "target": p.target,
+                    "published": str(p.published),
+                    "host_ip": p.host_ip,
+                    "protocol": p.protocol,
+                }
+                for p in s.ports
+            ]
+        if s.mounts:
+            entry["volumes"] = [_compose_mount(m) for m in s.mounts]
+        entry["networks"] = {
+            key: {"aliases": list(s.aliases)} for key in s.networks.values()
+        }
+        if s.healthcheck is not None:
+            entry["healthcheck"] = _compose_health(s.healthcheck)
+        if s.depends_on:
+            entry["depends_on"] = {
+                dep: {
+                    "condition": "service_healthy"
+                    if by_name[dep].healthcheck and not by_name[dep].healthcheck.disable
+                    else "service_started"
+                }
+                for dep in s.depends_on
+            }
+        if s.external_depends_on:
+            entry["x-portal-depends-on"] = [
+                f"{st}/{sv}" for st, sv in s.external_depends_on
+            ]
+        extra = dict(s.extra)
+        if s.gpu:
+            deploy = dict(extra.pop("deploy", None) or {})
+            resources = dict(deploy.get("resources") or {})
+            reservations = dict(resources.get("reservations") or {})
+            count = s.gpu_count if str(s.gpu_count) == "all" else int(s.gpu_count)
+            reservations["devices"] = [
+                {"driver": GPU_DRIVER, "count": count, "capabilities": ["gpu"]}
+            ]
+            resources["reservations"] = reservations
+            deploy["resources"] = resources
+            entry["deploy"] = deploy
+        if s.shm_size:
+            entry["shm_size"] = s.shm_size
+        if s.user:
+            entry["user"] = s.user
+        if s.restart:
+            entry["restart"] = s.restart
+        entry["labels"] = _compose_labels(s.labels)
+        for key, value in extra.items():
+            entry.setdefault(key, value)
+        services[s.name] = entry
+
+    networks = {}
+    for n in plan.networks:
+        if n.external:
+            networks[n.key] = {"name": n.docker_name, "external": True}
+            continue
+        entry = {"driver": n.driver or "bridge"}
+        if n.subnet:
+            pool = {"subnet": n.subnet}
+            if n.gateway:
+                pool["gateway"] = n.gateway
+            entry["ipam"] = {"config": [pool]}
+        if n.internal:
+            entry["internal"] = True
+        entry["labels"] = _compose_labels(n.labels)
+        networks[n.key] = entry
+
+    volumes = {}
+    for v in plan.volumes:
+        if v.external:
+            volumes[v.key] = {"name": v.docker_name, "external": True}
+        else:
+            volumes[v.key] = {"driver": v.driver or "local", "labels": dict(v.labels)}
+
+    document = {"name": plan.project, "services": services}
+    if networks:
+        document["networks"] = networks
+    if volumes:
+        document["volumes"] = volumes
+    document["x-portal"] = {
+        "environment": plan.environment.name,
+        "stack": plan.stack.name,
+        "dependencies": list(plan.dependency_stacks),
+    }
+    return document
+
+
+def render_compose(plan):
+    """Return the compose file of ``plan`` as YAML text."""
+    header = (
+        f"# Stack {plan.stack.name} of environment {plan.environment.name}, rendered "
+        "by Stack Portal.\n"
+        f"# Use: docker compose -f <this file> up -d   (project {plan.project})\n"
+        "# ${VAR} references are resolved by Compose from the shell or .env; "
+        f"start stacks {', '.join(plan.dependency_stacks) or '(none)'} first.\n"
+    )
+    body = yaml.safe_dump(
+        compose_dict(plan), sort_keys=False, default_flow_style=False, width=88
+    )
+    return header + body
+
+
+def write_compose_files(environment, stacks, output_dir):
+    """Write ``compose.<stack>.yml`` for each of ``stacks``; return the paths."""
+    folder = Path(output_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for stack in stacks:
+        path = folder / f"compose.{stack.name}.yml"
+        path.write_text(render_compose(stack_plan(environment, stack)))
+        paths.append(path)
+    return paths
