@@ -29,6 +29,7 @@ import sys
 import tarfile
 import threading
 import time
+import traceback
 import urllib.parse
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -162,7 +163,6 @@ class QdrantStore:
     def snapshot_dir(self, name):
         return os.path.join(self.snapshots_dir, name)
 
-    @staticmethod
     def describe(self, path):
         with open(path, "rb") as f:
             checksum = hashlib.sha256(f.read()).hexdigest()
@@ -328,8 +328,11 @@ class Handler(BaseHTTPRequestHandler):
             return False
         try:
             result = function(self, *(urllib.parse.unquote(g) for g in match.groups()))
-        except ApiError as exc:
-            self.send(exc.code, {"status": {"error": str(exc)}, "result": None, "time": time.time() - started})
+        except Exception as exc:  # noqa: BLE001 - answer 500 instead of dropping the connection
+            code = exc.code if isinstance(exc, ApiError) else 500
+            if code == 500:
+                traceback.print_exc()
+            self.send(code, {"status": {"error": str(exc)}, "result": None, "time": time.time() - started})
         else:
             if isinstance(result, bytes):
                 self.send(200, result, "application/octet-stream")
