@@ -1,0 +1,285 @@
+"""Live state of an environment's stacks and services, read from Docker.
+
+One ``GET /containers/json?all=1&filters=...`` per Docker host and refresh:
+the list API already carries State, Status (with the health suffix), Ports,
+Labels, Image and Created, so no container is inspected on its own. The
+containers are joined to the configured stacks and services by their
+``portal.stack`` / ``portal.service`` labels (falling back to the Compose
+ones). Everything returned is plain JSON-able dicts.
+"""
+
+import os
+import re
+import threading
+from datetime import UTC, datetime
+
+import docker
+from docker.errors import DockerException
+from requests.exceptions import RequestException
+
+from .models import Stack
+
+__all__ = [
+    "ENV_LABEL",
+    "SERVICE_LABEL",
+    "STACK_LABEL",
+    "environment_status",
+    "environments_status",
+    "get_client",
+    "list_containers",
+]
+
+ENV_LABEL = "portal.environment"
+STACK_LABEL = "portal.stack"
+SERVICE_LABEL = "portal.service"
+COMPOSE_SERVICE_LABEL = "com.docker.compose.service"
+
+_clients = {}
+_clients_lock = threading.Lock()
+
+# "Up 3 minutes (healthy)", "Up About an hour (health: starting)",
+# "Exited (137) 5 seconds ago", "Restarting (1) 2 seconds ago", "Created".
+_HEALTH_RE = re.compile(r"\((healthy|unhealthy|health: starting)\)\s*$")
+_EXIT_RE = re.compile(r"^(?:Exited|Restarting) \((-?\d+)\)")
+_UP_RE = re.compile(
+    r"^Up (.+?)(?: \(Paused\))?(?: \((?:healthy|unhealthy|health: starting)\))?$"
+)
+
+
+def get_client(docker_host):
+    """Return a Docker client for ``docker_host``, shared per process.
+
+    The client is cached so a refresh costs one request, not a version
+    negotiation plus a request. TLS and SSH settings come from the usual
+    DOCKER_* variables of the process environment.
+    """
+    with _clients_lock:
+        client = _clients.get(docker_host)
+        if client is None:
+            client = docker.from_env(
+                environment={**os.environ, "DOCKER_HOST": docker_host},
+                use_ssh_client=docker_host.startswith("ssh://"),
+                timeout=30,
+            )
+            _clients[docker_host] = client
+        return client
+
+
+def list_containers(client, environment=None):
+    """Return the raw list-API dicts of portal containers, one request.
+
+    With ``environment`` only that environment's containers are listed;
+    without, every container that carries an environment label.
+    """
+    label = ENV_LABEL if environment is None else f"{ENV_LABEL}={environment.name}"
+    # sparse=True: without it docker-py inspects every container (N+1 calls).
+    containers = client.containers.list(all=True, sparse=True, filters={"label": label})
+    return [c.attrs for c in containers]
+
+
+def environment_status(environment, *, client=None, stacks=None):
+    """Return the state of every stack and service of ``environment``.
+
+    Args:
+        client: Docker client to use; default: the shared one of the
+            environment's docker host.
+        stacks: configured stacks with their services prefetched; default:
+            all of them.
+    """
+    if stacks is None:
+        stacks = _configured_stacks()
+    try:
+        client = client or get_client(environment.docker_host)
+        containers = list_containers(client, environment)
+    except (DockerException, RequestException, OSError) as exc:
+        return _build(environment, stacks, [], error=_describe(exc))
+    return _build(environment, stacks, containers)
+
+
+def environments_status(environments, *, client_for=None):
+    """Return ``{name: status}`` for several environments.
+
+    Environments sharing a Docker host cost one list request together.
+    ``client_for(docker_host)`` defaults to :func:`get_client`.
+    """
+    client_for = client_for or get_client
+    stacks = _configured_stacks()
+    by_host = {}
+    for env in environments:
+        by_host.setdefault(env.docker_host, []).append(env)
+    result = {}
+    for host, envs in by_host.items():
+        try:
+            containers = list_containers(client_for(host))
+        except (DockerException, RequestException, OSError) as exc:
+            for env in envs:
+                result[env.name] = _build(env, stacks, [], error=_describe(exc))
+            continue
+        for env in envs:
+            mine = [
+                c
+                for c in containers
+                if (c.get("Labels") or {}).get(ENV_LABEL) == env.name
+            ]
+            result[env.name] = _build(env, stacks, mine)
+    return result
+
+
+def _configured_stacks():
+    return list(Stack.objects.prefetch_related("services"))
+
+
+def _describe(exc):
+    return f"Docker engine not reachable: {exc.__class__.__name__}: {exc}"
+
+
+def _build(environment, stacks, containers, error=None):
+    by_service = {}
+    for attrs in containers:
+        labels = attrs.get("Labels") or {}
+        stack = labels.get(STACK_LABEL)
+        service = labels.get(SERVICE_LABEL) or labels.get(COMPOSE_SERVICE_LABEL)
+        by_service.setdefault((stack, service), []).append(attrs)
+
+    stack_rows = []
+    for stack in stacks:
+        service_rows = []
+        for service in stack.services.all():
+            found = by_service.pop((stack.name, service.name), [])
+            service_rows.append(_service_row(service.name, found, error))
+        stack_rows.append(
+            {
+                "name": stack.name,
+                "description": stack.description,
+                "project": environment.project_name(stack),
+                **_aggregate(service_rows, error),
+                "services": service_rows,
+            }
+        )
+
+    # Containers labelled for this environment that the configuration does
+    # not know (a removed service, a renamed stack): shown, not hidden.
+    unknown = [
+        {"stack": stack, **_service_row(service, found, None)}
+        for (stack, service), found in sorted(
+            by_service.items(), key=lambda i: str(i[0])
+        )
+    ]
+    states = [s["state"] for s in stack_rows]
+    return {
+        "environment": environment.name,
+        "docker_host": environment.docker_host,
+        "generated": datetime.now(UTC).isoformat(timespec="seconds"),
+        "error": error,
+        "summary": {
+            "stacks": len(stack_rows),
+            "services": sum(len(s["services"]) for s in stack_rows),
+            "running": sum(s["running"] for s in stack_rows),
+            "containers": len(containers),
+            "stacks_running": states.count("running"),
+        },
+        "stacks": stack_rows,
+        "unknown": unknown,
+    }
+
+
+def _service_row(name, containers, error):
+    if not containers:
+        return {
+            "name": name,
+            "state": "unknown" if error else "missing",
+            "health": None,
+            "status": "",
+            "uptime": None,
+            "exit_code": None,
+            "ports": [],
+            "container_id": None,
+            "container_name": None,
+            "image": None,
+            "created": None,
+            "replicas": 0,
+        }
+    # A running container wins over leftovers; then the newest.
+    containers = sorted(
+        containers,
+        key=lambda c: (c.get("State") == "running", c.get("Created") or 0),
+        reverse=True,
+    )
+    primary = containers[0]
+    status = primary.get("Status") or ""
+    health = _HEALTH_RE.search(status)
+    exit_code = _EXIT_RE.match(status)
+    up = _UP_RE.match(status)
+    created = primary.get("Created")
+    names = primary.get("Names") or []
+    return {
+        "name": name,
+        "state": primary.get("State") or "unknown",
+        "health": health.group(1).replace("health: ", "") if health else None,
+        "status": status,
+        "uptime": up.group(1) if up and primary.get("State") == "running" else None,
+        "exit_code": int(exit_code.group(1)) if exit_code else None,
+        "ports": _ports(primary.get("Ports") or []),
+        "container_id": primary["Id"][:12],
+        "container_name": names[0].lstrip("/") if names else None,
+        "image": primary.get("Image"),
+        "created": (
+            datetime.fromtimestamp(created, UTC).isoformat(timespec="seconds")
+            if created
+            else None
+        ),
+        "replicas": len(containers),
+    }
+
+
+def _ports(ports):
+    """Format list-API ports as ``127.0.0.1:8080->80/tcp``, IPv4/IPv6 merged."""
+    seen, out = set(), []
+    for p in sorted(ports, key=lambda p: (p.get("PrivatePort", 0), p.get("IP", ""))):
+        private = f"{p.get('PrivatePort')}/{p.get('Type', 'tcp')}"
+        if p.get("PublicPort"):
+            ip = p.get("IP") or "0.0.0.0"
+            key = (private, p["PublicPort"])
+            if key in seen:
+                continue
+            seen.add(key)
+            host = f"[{ip}]" if ":" in ip else ip
+            out.append(f"{host}:{p['PublicPort']}->{private}")
+        elif (private, None) not in seen:
+            seen.add((private, None))
+            out.append(private)
+    return out
+
+
+def _aggregate(services, error):
+    """Return a stack's state and counts from its service rows."""
+    total = len(services)
+    running = sum(1 for s in services if s["state"] == "running")
+    present = sum(1 for s in services if s["state"] not in ("missing", "unknown"))
+    healths = {s["health"] for s in services if s["state"] == "running"}
+    if error:
+        state = "unknown"
+    elif total == 0 or present == 0:
+        state = "missing"
+    elif running == total:
+        state = "running"
+    elif running:
+        state = "partial"
+    elif any(s["state"] == "restarting" for s in services):
+        state = "restarting"
+    else:
+        state = "stopped"
+    if "unhealthy" in healths:
+        health = "unhealthy"
+    elif "starting" in healths:
+        health = "starting"
+    elif "healthy" in healths:
+        health = "healthy"
+    else:
+        health = None
+    return {
+        "state": state,
+        "health": health,
+        "running": running,
+        "total": total,
+    }
