@@ -1,3 +1,7 @@
 """WebSocket URL routes."""
 
-websocket_urlpatterns = []
+from stacks.routing import websocket_urlpatterns as stacks_websocket_urlpatterns
+
+websocket_urlpatterns = [
+    *stacks_websocket_urlpatterns,
+]
