@@ -1,11 +1,21 @@
 """Pages of environments and stacks."""
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.shortcuts import get_object_or_404, render
+from django.core.exceptions import ValidationError
+from django.http import JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_POST
 
-from portal.permissions import require, visible_environments
+from portal.permissions import require, user_can, visible_environments
 
-from .models import Environment
+from .models import Environment, Stack
+from .status import environment_status
+
+# The verbs a stack button asks for, and the operations function it calls
+# (stacks.operations.<verb>_stack).
+STACK_ACTIONS = ("start", "stop", "restart")
 
 
 @login_required
@@ -19,8 +29,124 @@ def environment_list(request):
 
 
 @login_required
+@require_GET
 def environment_detail(request, name):
-    """Show one environment's stacks and services."""
+    """Show one environment's stacks and services with their live state."""
     environment = get_object_or_404(Environment, name=name)
     require(request.user, "view", environment)
-    return render(request, "stacks/environment_detail.html", {"environment": environment})
+    stacks = list(Stack.objects.prefetch_related("services", "dependents"))
+    status = environment_status(environment, stacks=stacks)
+    allowed = {
+        verb: user_can(request.user, verb, environment) for verb in STACK_ACTIONS
+    }
+    rows = []
+    for stack, stack_status in zip(stacks, status["stacks"], strict=True):
+        rows.append(
+            {
+                "stack": stack,
+                "status": stack_status,
+                "blast_radius": _blast_radius(environment, stack)
+                if allowed["stop"] or allowed["restart"]
+                else "",
+            }
+        )
+    return render(
+        request,
+        "stacks/environment_detail.html",
+        {
+            "environment": environment,
+            "status": status,
+            "rows": rows,
+            "allowed": allowed,
+        },
+    )
+
+
+@login_required
+@require_GET
+@never_cache
+def environment_status_json(request, name):
+    """Return the live state of the environment's stacks as JSON."""
+    environment = get_object_or_404(Environment, name=name)
+    require(request.user, "view", environment)
+    return JsonResponse(environment_status(environment))
+
+
+@login_required
+@require_POST
+def stack_action(request, name, stack, action):
+    """Ask for a stack to be started, stopped or restarted."""
+    environment = get_object_or_404(Environment, name=name)
+    stack = get_object_or_404(Stack, name=stack)
+    require(request.user, action, environment)
+    # Imported here: the operations module pulls in the job machinery,
+    # which the read-only pages do not need.
+    from . import operations
+
+    service = getattr(operations, f"{action}_stack")
+    try:
+        operation = service(environment, stack, user=request.user)
+    except ValidationError as exc:
+        for message in exc.messages:
+            messages.error(request, message)
+        return redirect(environment.get_absolute_url())
+    messages.success(request, f"Queued operation {operation.pk}: {action} {stack}.")
+    return redirect(operation.get_absolute_url())
+
+
+@login_required
+@require_GET
+def stack_logs(request, name, stack):
+    """Show the live logs of a stack's containers."""
+    environment = get_object_or_404(Environment, name=name)
+    require(request.user, "view", environment)
+    stack = get_object_or_404(Stack, name=stack)
+    services = list(stack.services.values_list("name", flat=True))
+    service = request.GET.get("service") or ""
+    if service and service not in services:
+        service = ""
+    return render(
+        request,
+        "stacks/stack_logs.html",
+        {
+            "environment": environment,
+            "stack": stack,
+            "services": services,
+            "service": service,
+            "tail": request.GET.get("tail", ""),
+            "grep": request.GET.get("grep", ""),
+        },
+    )
+
+
+def _blast_radius(environment, stack):
+    """Return the text shown before stopping or restarting ``stack``."""
+    try:
+        from .operations import blast_radius
+    except ImportError:
+        blast_radius = None
+    if blast_radius is not None:
+        return _describe_radius(blast_radius(environment, stack))
+    # Without the operations module's answer: the stacks that depend on
+    # this one, as configured.
+    dependents = [s.name for s in stack.dependents.all()]
+    if dependents:
+        return f"Stacks depending on {stack.name}: {', '.join(dependents)}."
+    return ""
+
+
+def _describe_radius(radius):
+    """Return a blast radius (text, list or mapping of lists) as one line."""
+    if not radius:
+        return ""
+    if isinstance(radius, str):
+        return radius
+    if isinstance(radius, dict):
+        return "; ".join(
+            f"{key}: {_describe_radius(value)}"
+            for key, value in radius.items()
+            if value
+        )
+    if isinstance(radius, list | tuple | set):
+        return ", ".join(map(str, radius))
+    return str(radius)
