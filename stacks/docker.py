@@ -777,17 +777,21 @@ def _last_health_output(state):
     return f"exit {last.get('ExitCode')}: {output or '(no output)'}"
 
 
-def wait_ready(client, targets, *, timeout, check_cancel=None, poll=0.3, log=None):
+def wait_ready(
+    client, targets, *, timeout, check_cancel=None, poll=0.3, log=None, settle=1.0
+):
     """Wait until every container in ``targets`` ({service: id}) is ready.
 
-    Ready is running, and healthy when the container has a healthcheck
-    (its own or the image's). Fails at once when one turns unhealthy, exits
-    or restarts, and after ``timeout`` seconds otherwise, naming the service
-    and its last health check output.
+    Ready is healthy for a container with a healthcheck (its own or the
+    image's), and running for ``settle`` seconds for one without, so that a
+    process that dies right after its start is caught. Fails at once when one
+    turns unhealthy, exits or restarts, and after ``timeout`` seconds
+    otherwise, naming the service and its last health check output.
     """
     deadline = time.monotonic() + timeout
     pending = dict(targets)
     waited = {}
+    running_since = {}
     started = time.monotonic()
     while pending:
         for service, cid in list(pending.items()):
@@ -807,6 +811,10 @@ def wait_ready(client, targets, *, timeout, check_cancel=None, poll=0.3, log=Non
                     f"Service {service} is unhealthy; last health check: "
                     f"{_last_health_output(state)}"
                 )
+            if state["Status"] == "running" and health is None:
+                since = running_since.setdefault(service, time.monotonic())
+                if time.monotonic() - since < settle:
+                    continue
             if state["Status"] == "running" and health in (None, "healthy"):
                 waited[service] = time.monotonic() - started
                 if log is not None:
