@@ -109,6 +109,10 @@ STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = env.path("STATIC_ROOT", default=BASE_DIR / "staticfiles")
 
+# Serve static files from the ASGI app itself; behind nginx, turn it off and
+# let nginx serve STATIC_ROOT (manage.py collectstatic).
+PORTAL_SERVE_STATIC = env.bool("PORTAL_SERVE_STATIC", default=not PRODUCTION)
+
 LOGIN_URL = "admin:login"
 LOGIN_REDIRECT_URL = "/"
 

@@ -1,6 +1,20 @@
 #!/bin/bash
-# Start the demo environment on this machine.
+# Start the portal on the demo environment: Redis and dockerd (setup.sh), an RQ
+# worker per queue kind, and the ASGI server on http://127.0.0.1:8000.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-echo "demo: not yet wired"
+PY=.venv/bin/python
+export DJANGO_SETTINGS_MODULE=${DJANGO_SETTINGS_MODULE:-portal.settings}
+mkdir -p .state
+"$PY" manage.py bootstrap_demo
+"$PY" manage.py run_worker >.state/worker.log 2>&1 &
+worker=$!
+trap 'kill "$worker" 2>/dev/null || true; wait "$worker" 2>/dev/null || true' EXIT
+trap 'exit 130' INT TERM
+echo
+echo "Stack Portal: http://127.0.0.1:8000/  (log in as admin; worker log in .state/worker.log)"
+echo "Start the demo stacks from the page of environment 'demo', or:"
+echo "  .venv/bin/python manage.py stack start core --env demo --user admin"
+echo
+"$PY" -m daphne -b 127.0.0.1 -p "${PORTAL_PORT:-8000}" portal.asgi:application
