@@ -25,6 +25,7 @@ from pathlib import Path
 
 import docker
 import docker.errors
+from docker.utils.build import exclude_paths
 
 __all__ = ["BASE_PACKAGES", "IMAGES", "LOCAL_TAG", "build_all", "build_base", "build_image"]
 
@@ -153,15 +154,31 @@ def _uses_base(context):
                for line in (context / "Dockerfile").read_text().splitlines())
 
 
+def _context_files(context):
+    """The files docker-py sends as the build context: all but those .dockerignore excludes."""
+    ignore = context / ".dockerignore"
+    patterns = []
+    if ignore.exists():
+        patterns = [line.strip() for line in ignore.read_text().splitlines()
+                    if line.strip() and not line.strip().startswith("#")]
+    return sorted(p for p in (context / rel for rel in exclude_paths(str(context), patterns))
+                  if p.is_file())
+
+
 def image_tag(name, base):
-    """Content hash of a build context (paths, modes, bytes), plus the base tag it builds on."""
+    """Content hash of a build context (paths, executable bits, bytes) and the base it builds on.
+
+    Only the executable bit counts, as in git, so checkouts made under different
+    umasks hash alike.
+    """
     context = CONTEXTS / name
     digest = hashlib.sha256()
     if _uses_base(context):
         digest.update(base.encode() + b"\0")
-    for path in sorted(p for p in context.rglob("*") if p.is_file()):
+    for path in _context_files(context):
         rel = path.relative_to(context).as_posix()
-        digest.update(f"{rel}\0{path.stat().st_mode & 0o777:o}\0".encode())
+        executable = bool(path.stat().st_mode & 0o111)
+        digest.update(f"{rel}\0{'755' if executable else '644'}\0".encode())
         digest.update(hashlib.sha256(path.read_bytes()).digest())
     return f"{REPOSITORY}/{name}:{_short(digest)}"
 
