@@ -2,7 +2,7 @@
 
 from django.db import models
 
-__all__ = ["ROLE_VERBS", "Role", "Verb"]
+__all__ = ["ROLE_VERBS", "LogLevel", "OperationStatus", "Role", "Verb"]
 
 
 class Role(models.TextChoices):
@@ -55,3 +55,52 @@ ROLE_VERBS = {
     Role.APPROVER: frozenset({Verb.VIEW, Verb.APPROVE}),
     Role.ADMIN: frozenset(Verb),
 }
+
+
+class OperationStatus(models.TextChoices):
+    """Where an operation is in its life.
+
+    *failed* means the work ran and did not succeed (including an operation
+    whose worker died: it is failed as abandoned); *errored* means it could
+    not run (a bug, a crash in the runner), as AWX keeps them apart.
+    """
+
+    PENDING = "pending", "Pending"
+    AWAITING_APPROVAL = "awaiting_approval", "Awaiting approval"
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    ERRORED = "errored", "Errored"
+    CANCELED = "canceled", "Canceled"
+
+
+# Named groups (NetBox core/choices.py style). An ACTIVE operation may still
+# change; a TERMINAL one never does.
+OperationStatus.ACTIVE = (
+    OperationStatus.PENDING,
+    OperationStatus.AWAITING_APPROVAL,
+    OperationStatus.QUEUED,
+    OperationStatus.RUNNING,
+)
+OperationStatus.TERMINAL = (
+    OperationStatus.SUCCEEDED,
+    OperationStatus.FAILED,
+    OperationStatus.ERRORED,
+    OperationStatus.CANCELED,
+)
+# The statuses that hold, or wait in line for, an (environment, stack) lock.
+OperationStatus.IN_LINE = (
+    OperationStatus.PENDING,
+    OperationStatus.QUEUED,
+    OperationStatus.RUNNING,
+)
+
+
+class LogLevel(models.TextChoices):
+    """Level of an operation's log line (the stdlib logging names)."""
+
+    DEBUG = "debug", "Debug"
+    INFO = "info", "Info"
+    WARNING = "warning", "Warning"
+    ERROR = "error", "Error"

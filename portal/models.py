@@ -1,11 +1,15 @@
-"""Models shared by every app: role assignments (more to come)."""
+"""Models shared by every app: role assignments and operations."""
+
+import uuid
 
 from django.conf import settings
 from django.db import models
+from django.urls import reverse
+from django.utils import timezone
 
-from .choices import Role
+from .choices import LogLevel, OperationStatus, Role
 
-__all__ = ["RoleAssignment"]
+__all__ = ["EnvironmentLock", "Operation", "OperationLogLine", "RoleAssignment"]
 
 
 class RoleAssignment(models.Model):
@@ -52,3 +56,240 @@ class RoleAssignment(models.Model):
         who = self.user or self.group
         where = self.environment or "all environments"
         return f"{who}: {self.get_role_display()} on {where}"
+
+
+class Operation(models.Model):
+    """One requested piece of work on an environment: who, what, when, how.
+
+    The primary key is also the RQ job id. Mutating operations hold the lock
+    of their (environment, stack) while they run; the line they wait in is
+    ordered by ``ticket`` (see ``portal.operations``).
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    kind = models.CharField(max_length=100, db_index=True)
+    environment = models.ForeignKey(
+        "stacks.Environment", on_delete=models.PROTECT, related_name="operations"
+    )
+    stack = models.ForeignKey(
+        "stacks.Stack",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="operations",
+        help_text="Empty: the whole environment.",
+    )
+    service = models.ForeignKey(
+        "stacks.Service",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="operations",
+    )
+    parameters = models.JSONField(default=dict, blank=True)
+    plan = models.JSONField(default=dict, blank=True)
+    status = models.CharField(
+        max_length=20,
+        choices=OperationStatus.choices,
+        default=OperationStatus.PENDING,
+        db_index=True,
+    )
+    mutating = models.BooleanField(
+        default=True, help_text="Holds the (environment, stack) lock while it runs."
+    )
+    ticket = models.BigIntegerField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="Place in the environment's line; lower runs first.",
+    )
+    inline = models.BooleanField(
+        default=False, help_text="Run by the requesting process, not a worker."
+    )
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="requested_operations",
+    )
+    approved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="approved_operations",
+    )
+    canceled_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="canceled_operations",
+    )
+    created = models.DateTimeField(default=timezone.now, db_index=True)
+    enqueued = models.DateTimeField(null=True, blank=True)
+    dispatched = models.DateTimeField(
+        null=True, blank=True, help_text="When it was handed to an RQ queue."
+    )
+    started = models.DateTimeField(null=True, blank=True)
+    finished = models.DateTimeField(null=True, blank=True)
+    heartbeat = models.DateTimeField(
+        null=True, blank=True, help_text="Last sign of life of the process running it."
+    )
+    queue_name = models.CharField(max_length=100, blank=True)
+    worker_name = models.CharField(max_length=200, blank=True)
+    progress = models.PositiveSmallIntegerField(default=0)
+    progress_message = models.CharField(max_length=200, blank=True)
+    result = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    cancel_requested = models.BooleanField(default=False)
+    last_seq = models.PositiveIntegerField(
+        default=0, help_text="Sequence number of the last saved log line."
+    )
+
+    class Meta:
+        ordering = ["-created"]
+        indexes = [
+            models.Index(
+                fields=["environment", "status", "ticket"],
+                name="portal_op_env_status_ticket",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.kind} {self.target} ({str(self.pk)[:8]})"
+
+    def get_absolute_url(self):
+        return reverse("portal:operation_detail", args=[self.pk])
+
+    @property
+    def target(self):
+        """Return ``env/stack[/service]``, with ``*`` for the whole environment."""
+        parts = [self.environment.name, self.stack.name if self.stack else "*"]
+        if self.service_id:
+            parts.append(self.service.name)
+        return "/".join(parts)
+
+    @property
+    def group_name(self):
+        """Return the Channels group its log lines and status go to."""
+        return f"operation.{self.pk}"
+
+    @property
+    def is_active(self):
+        return self.status in OperationStatus.ACTIVE
+
+    @property
+    def is_terminal(self):
+        return self.status in OperationStatus.TERMINAL
+
+    @property
+    def queue_wait(self):
+        """Return how long it waited to start (so far, if still waiting)."""
+        if self.enqueued is None:
+            return None
+        if self.started is not None:
+            return self.started - self.enqueued
+        if self.status in (OperationStatus.PENDING, OperationStatus.QUEUED):
+            return timezone.now() - self.enqueued
+        return None
+
+    @property
+    def duration(self):
+        """Return how long it ran (so far, if still running)."""
+        if self.started is None:
+            return None
+        return (self.finished or timezone.now()) - self.started
+
+    def status_event(self):
+        """Return the ``operation.status`` event describing this operation."""
+        return {
+            "type": "operation.status",
+            "status": self.status,
+            "progress": self.progress,
+            "progress_message": self.progress_message,
+            "last_seq": self.last_seq,
+            "error": self.error,
+            "started": self.started.isoformat() if self.started else None,
+            "finished": self.finished.isoformat() if self.finished else None,
+        }
+
+    def start(self, *, worker_name=""):
+        """Mark it running if it is at the head of its line; return whether it is.
+
+        See :func:`portal.operations.start_operation`.
+        """
+        from .operations import start_operation
+
+        return start_operation(self, worker_name=worker_name)
+
+    start.alters_data = True
+
+    def finish(self, status, *, result=None, error=""):
+        """Move it to the terminal ``status`` and let the next one in line run.
+
+        See :func:`portal.operations.finish_operation`.
+        """
+        from .operations import finish_operation
+
+        return finish_operation(self, status, result=result, error=error)
+
+    finish.alters_data = True
+
+
+class OperationLogLine(models.Model):
+    """One line of an operation's log, saved before it is broadcast."""
+
+    operation = models.ForeignKey(
+        Operation, on_delete=models.CASCADE, related_name="lines"
+    )
+    seq = models.PositiveIntegerField()
+    created = models.DateTimeField(default=timezone.now)
+    level = models.CharField(
+        max_length=10, choices=LogLevel.choices, default=LogLevel.INFO
+    )
+    text = models.TextField()
+
+    class Meta:
+        ordering = ["operation", "seq"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["operation", "seq"], name="portal_operationlogline_unique_seq"
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.seq}: {self.text[:80]}"
+
+    def as_event(self):
+        """Return the line as it travels over Channels and the WebSocket."""
+        return {
+            "seq": self.seq,
+            "level": self.level,
+            "text": self.text,
+            "created": self.created.isoformat(),
+        }
+
+
+class EnvironmentLock(models.Model):
+    """The row every lock decision of one environment's operations goes through.
+
+    Requesting, starting, finishing, canceling and reaping an operation all
+    begin their transaction by incrementing ``tickets`` here. That first
+    write serializes them per environment (a row lock on PostgreSQL, the
+    database write lock on SQLite), and the new value is the ticket that
+    orders the environment's line.
+    """
+
+    environment = models.OneToOneField(
+        "stacks.Environment",
+        on_delete=models.CASCADE,
+        primary_key=True,
+        related_name="operation_lock",
+    )
+    tickets = models.BigIntegerField(default=0)
+    updated = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self):
+        return f"lock of {self.environment}"
