@@ -1,7 +1,17 @@
 """WebSocket URL routes."""
 
+from django.urls import re_path
+
 from stacks.routing import websocket_urlpatterns as stacks_websocket_urlpatterns
 
+from .consumers import OperationConsumer
+
 websocket_urlpatterns = [
+    re_path(
+        r"^ws/operations/(?P<operation_id>[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-"
+        r"[0-9a-f]{4}-[0-9a-f]{12})/$",
+        OperationConsumer.as_asgi(),
+        name="operation_log",
+    ),
     *stacks_websocket_urlpatterns,
 ]
