@@ -1,0 +1,160 @@
+"""What the operation commands share: the acting user, running and following.
+
+Every command acts as a user: ``--user USERNAME``, or the configured system
+user (``PORTAL_OPERATIONS["SYSTEM_USER"]``, ``settings.PORTAL_SYSTEM_USER``
+or the ``PORTAL_SYSTEM_USER`` environment variable) when none is given. The
+user's roles are checked with ``portal.permissions.user_can`` exactly as for
+a browser.
+
+By default an operation runs in the command's own process through the same
+runner as a worker (Operation row, lock, log lines), printing its log as it
+goes; ``--enqueue`` hands it to a worker, and ``--wait`` follows its log
+lines from the database until it finishes. The command exits non-zero when
+the operation does not succeed.
+"""
+
+import json
+
+from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied
+from django.core.management.base import BaseCommand, CommandError
+
+from portal.choices import OperationStatus
+from portal.operations import (
+    OperationConflict,
+    follow_operation,
+    get_config,
+    request_operation,
+    run_inline,
+)
+
+__all__ = ["OperationCommand", "format_line"]
+
+
+def format_line(seq, level, text, created):
+    """Return a log line as commands print it."""
+    return f"{created:%H:%M:%S} {level.upper():<7} {text}"
+
+
+class OperationCommand(BaseCommand):
+    """Base class of commands that request, run or act on operations."""
+
+    def add_user_argument(self, parser):
+        parser.add_argument(
+            "--user",
+            help="Username to act as (default: the configured system user).",
+        )
+
+    def add_run_arguments(self, parser):
+        """Add ``--enqueue``, ``--wait`` and ``--no-queue``."""
+        parser.add_argument(
+            "--enqueue",
+            action="store_true",
+            help="Hand the operation to a worker instead of running it here.",
+        )
+        parser.add_argument(
+            "--wait",
+            action="store_true",
+            help="With --enqueue: follow the log until the operation finishes.",
+        )
+        parser.add_argument(
+            "--no-queue",
+            action="store_true",
+            help="Refuse instead of waiting when the stack is busy.",
+        )
+
+    def get_user(self, options):
+        """Return the acting user, or raise CommandError."""
+        username = options.get("user") or get_config()["SYSTEM_USER"]
+        if not username:
+            raise CommandError(
+                "Say who is acting with --user USERNAME (or configure "
+                "PORTAL_SYSTEM_USER)."
+            )
+        User = get_user_model()
+        try:
+            user = User.objects.get(**{User.USERNAME_FIELD: username})
+        except User.DoesNotExist:
+            raise CommandError(f"No user {username!r}.")
+        if not user.is_active:
+            raise CommandError(f"User {username!r} is inactive.")
+        return user
+
+    def get_environment(self, name):
+        """Return the environment called or aliased ``name``."""
+        from stacks.models import Environment
+
+        try:
+            return Environment.lookup(name)
+        except Environment.DoesNotExist:
+            raise CommandError(f"No environment {name!r}.")
+
+    def print_line(self, seq, level, text, created):
+        self.stdout.write(format_line(seq, level, text, created))
+        self.stdout.flush()
+
+    def run_kind(
+        self,
+        kind,
+        options,
+        *,
+        environment,
+        stack=None,
+        service=None,
+        parameters=None,
+    ):
+        """Request ``kind`` and run, enqueue or follow it as ``options`` say.
+
+        Return the operation; raise CommandError unless it succeeded (or was
+        only enqueued).
+        """
+        user = self.get_user(options)
+        enqueue = options.get("enqueue", False)
+        try:
+            operation = request_operation(
+                kind,
+                user=user,
+                environment=environment,
+                stack=stack,
+                service=service,
+                parameters=parameters,
+                wait=not options.get("no_queue", False),
+                enqueue=enqueue,
+            )
+        except PermissionDenied as exc:
+            raise CommandError(str(exc))
+        except OperationConflict as exc:
+            raise CommandError(str(exc))
+        self.stdout.write(f"Operation {operation.pk}: {kind} on {operation.target}")
+        if operation.plan:
+            self.stdout.write(f"Plan: {json.dumps(operation.plan, sort_keys=True)}")
+        if enqueue:
+            self.stdout.write(f"Queued on {operation.queue_name}.")
+            if not options.get("wait"):
+                return operation
+            operation = follow_operation(
+                operation, lambda line: self.print_line(
+                    line.seq, line.level, line.text, line.created
+                )
+            )
+        else:
+            operation = run_inline(
+                operation,
+                echo=self.print_line,
+                on_wait=lambda blocker: self.stdout.write(
+                    f"Waiting for operation {blocker.pk} ({blocker.kind}, "
+                    f"{blocker.status}) on {blocker.target}…"
+                ),
+            )
+        return self.report(operation)
+
+    def report(self, operation):
+        """Print how ``operation`` ended; raise CommandError unless it succeeded."""
+        if operation.result:
+            self.stdout.write(f"Result: {json.dumps(operation.result, sort_keys=True)}")
+        if operation.status != OperationStatus.SUCCEEDED:
+            lines = (operation.error or "").strip().splitlines()
+            reason = lines[-1] if lines else "no reason recorded"
+            raise CommandError(f"Operation {operation.pk} {operation.status}: {reason}")
+        self.stdout.write(self.style.SUCCESS(f"Operation {operation.pk} succeeded."))
+        return operation
