@@ -1,0 +1,301 @@
+"""ws/logs/<env>/<stack>/[<service>/] against real containers and the real
+Redis channel layer."""
+
+import asyncio
+import threading
+import time
+
+import pytest
+from channels.routing import URLRouter
+from channels.testing import WebsocketCommunicator
+from django.contrib.auth.models import AnonymousUser
+
+from stacks.routing import websocket_urlpatterns
+from tests.stacks.live import *  # noqa: F403
+
+pytestmark = [
+    pytest.mark.docker,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.timeout(120),
+]
+
+
+def counter(name, count=400, pause="0.05", then="sleep 60"):
+    """Return a script printing ``<name> <n>`` for n = 0.., bounded."""
+    return (
+        f'i=0; while [ $i -lt {count} ]; do echo "{name} $i"; i=$((i+1)); '
+        f"sleep {pause}; done; {then}"
+    )
+
+
+@pytest.fixture
+def world(redis_conn, make_environment, make_stack, make_service, make_user):
+    env = make_environment("logs")
+    other = make_environment("logs-other")
+    web = make_stack("web")
+    for name in ("alpha", "beta", "gamma"):
+        make_service(web, name)
+    users = {
+        "viewer": make_user("viewer", "viewer", env),
+        "nobody": make_user("nobody"),
+        "elsewhere": make_user("elsewhere", "operator", other),
+    }
+    return env, web, users
+
+
+def communicator(env, stack, user, query="", service=None):
+    path = f"/ws/logs/{env.name}/{stack.name}/" + (f"{service}/" if service else "")
+    comm = WebsocketCommunicator(
+        URLRouter(websocket_urlpatterns), path + (f"?{query}" if query else "")
+    )
+    comm.scope["user"] = user
+    return comm
+
+
+class Client:
+    """A test client of the log protocol: keeps what arrives, acks batches."""
+
+    def __init__(self, comm, ack=True):
+        self.comm = comm
+        self.ack = ack
+        self.messages = []
+        self.lines = []
+
+    async def receive(self):
+        message = await self.comm.receive_json_from(timeout=10)
+        self.messages.append(message)
+        if message["type"] == "lines":
+            self.lines.extend(message["lines"])
+            if self.ack:
+                await self.comm.send_json_to({"type": "ack", "seq": message["seq"]})
+        return message
+
+    async def until(self, predicate, timeout=20):
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > deadline:
+                recent = [m["type"] for m in self.messages[-5:]]
+                raise AssertionError(f"timed out; last messages: {recent}")
+            await self.receive()
+
+    def types(self):
+        return [m["type"] for m in self.messages]
+
+
+def numbers(lines, service):
+    return [int(text.split()[1]) for _, svc, text in lines if svc == service]
+
+
+async def test_logs_anonymous_refused(world):
+    env, web, _ = world
+    connected, code = await communicator(env, web, AnonymousUser()).connect()
+    assert (connected, code) == (False, 4401)
+
+
+async def test_logs_user_without_role_refused(world):
+    env, web, users = world
+    connected, code = await communicator(env, web, users["nobody"]).connect()
+    assert (connected, code) == (False, 4403)
+
+
+async def test_logs_user_with_role_on_other_environment_refused(world):
+    env, web, users = world
+    connected, code = await communicator(env, web, users["elsewhere"]).connect()
+    assert (connected, code) == (False, 4403)
+
+
+async def test_logs_unknown_service_refused(world):
+    env, web, users = world
+    comm = communicator(env, web, users["viewer"], service="nope")
+    assert await comm.connect() == (False, 4404)
+
+
+async def test_logs_viewer_gets_tail_then_live_lines_interleaved(world, make_container):
+    """History comes first, merged by timestamp; live lines of both services
+    follow with service labels, without a gap or a repeat at the seam."""
+    env, web, users = world
+    make_container(env, web, "alpha", counter("alpha"))
+    make_container(env, web, "beta", counter("beta"))
+    await asyncio.sleep(1.0)
+
+    comm = communicator(env, web, users["viewer"], "tail=6")
+    assert (await comm.connect())[0]
+    client = Client(comm)
+    hello = await client.receive()
+    assert hello["type"] == "hello"
+    assert hello["services"] == ["alpha", "beta", "gamma"]
+    assert sorted(c["service"] for c in hello["containers"]) == ["alpha", "beta"]
+
+    await client.until(lambda: "tail.done" in client.types())
+    tail = list(client.lines)
+    done = next(m for m in client.messages if m["type"] == "tail.done")
+    assert done["count"] == len(tail) == 6
+    assert [line[0] for line in tail] == sorted(line[0] for line in tail)
+    assert {line[1] for line in tail} == {"alpha", "beta"}
+
+    await client.until(
+        lambda: (
+            len(numbers(client.lines, "alpha")) >= 20
+            and len(numbers(client.lines, "beta")) >= 20
+        )
+    )
+    await comm.disconnect()
+    for service in ("alpha", "beta"):
+        seen = numbers(client.lines, service)
+        assert seen == list(range(seen[0], seen[0] + len(seen))), service
+        assert all(text.startswith(svc) for _, svc, text in client.lines)
+    # Every line carries the Docker timestamp of its container.
+    assert all(ts.endswith("Z") and len(ts) == 30 for ts, _, _ in client.lines)
+
+
+async def test_logs_single_service_route(world, make_container):
+    env, web, users = world
+    make_container(env, web, "alpha", counter("alpha"))
+    make_container(env, web, "beta", counter("beta"))
+    await asyncio.sleep(0.5)
+    comm = communicator(env, web, users["viewer"], "tail=5", service="beta")
+    assert (await comm.connect())[0]
+    client = Client(comm)
+    await client.until(lambda: len(client.lines) >= 15)
+    await comm.disconnect()
+    assert {svc for _, svc, _ in client.lines} == {"beta"}
+
+
+async def test_logs_grep_filters_history_and_live(world, make_container):
+    """grep keeps only matching lines (case-insensitive)."""
+    env, web, users = world
+    make_container(env, web, "alpha", counter("alpha"))
+    make_container(env, web, "beta", counter("beta"))
+    await asyncio.sleep(0.5)
+    comm = communicator(env, web, users["viewer"], "tail=50&grep=BETA%201")
+    assert (await comm.connect())[0]
+    client = Client(comm)
+    await client.until(lambda: len(client.lines) >= 3)
+    await comm.disconnect()
+    assert all(text.startswith("beta 1") for _, _, text in client.lines)
+
+
+async def test_logs_slow_client_gets_dropped_marker(world, make_container, settings):
+    """A client that does not acknowledge falls behind: the server keeps a
+    bounded buffer and reports the lines it dropped, so lines received plus
+    lines reported dropped is exactly what the container wrote."""
+    settings.PORTAL_CONTAINER_LOGS = {
+        "BUFFER_LINES": 100,
+        "BATCH_LINES": 20,
+        "WINDOW": 1,
+    }
+    total = 200_000
+    env, web, users = world
+    make_container(env, web, "alpha", f"sleep 2; seq 1 {total}; sleep 60")
+    comm = communicator(env, web, users["viewer"], "tail=0")
+    assert (await comm.connect())[0]
+    client = Client(comm, ack=False)
+    await client.until(lambda: "tail.done" in client.types())
+    await client.until(lambda: len(client.lines) >= 20, timeout=10)
+    await asyncio.sleep(1.0)  # not acknowledging: the buffer fills up
+
+    client.ack = True
+    await comm.send_json_to({"type": "ack", "seq": client.messages[-1].get("seq", 1)})
+
+    def accounted():
+        dropped = sum(m["count"] for m in client.messages if m["type"] == "dropped")
+        return len(client.lines) + dropped
+
+    await client.until(lambda: accounted() >= total, timeout=60)
+    await comm.disconnect()
+    drops = [m for m in client.messages if m["type"] == "dropped"]
+    assert sum(m["count"] for m in drops) > 1000
+    assert accounted() == total
+    values = [int(text) for _, _, text in client.lines]
+    assert values == sorted(values) and len(set(values)) == len(values)
+    # The marker sits where the gap is.
+    index = client.messages.index(drops[0])
+    before = [
+        int(t)
+        for m in client.messages[:index]
+        if m["type"] == "lines"
+        for *_, t in m["lines"]
+    ]
+    after = next(m for m in client.messages[index:] if m["type"] == "lines")
+    assert int(after["lines"][0][2]) == before[-1] + drops[0]["count"] + 1
+
+
+async def test_logs_disconnect_stops_follow_threads(world, make_container):
+    env, web, users = world
+    alpha = make_container(env, web, "alpha", counter("alpha"))
+    beta = make_container(env, web, "beta", counter("beta"))
+    names = {f"logs-follow-{c.id[:12]}" for c in (alpha, beta)}
+
+    def running():
+        return {t.name for t in threading.enumerate()} & names
+
+    comm = communicator(env, web, users["viewer"], "tail=1")
+    assert (await comm.connect())[0]
+    client = Client(comm)
+    await client.until(lambda: len(client.lines) >= 5)
+    assert running() == names
+    await comm.disconnect()
+    deadline = time.monotonic() + 5
+    while running() and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert running() == set()
+
+
+async def test_logs_follow_container_started_after_connect(
+    world, make_container, settings
+):
+    """Containers that appear after the connect are found by the periodic
+    re-listing and followed from their first line."""
+    settings.PORTAL_CONTAINER_LOGS = {"RELIST_INTERVAL": 0.2}
+    env, web, users = world
+    make_container(env, web, "alpha", counter("alpha"))
+    comm = communicator(env, web, users["viewer"], "tail=1")
+    assert (await comm.connect())[0]
+    client = Client(comm)
+    await client.until(lambda: "tail.done" in client.types())
+    await asyncio.to_thread(
+        make_container, env, web, "gamma", counter("gamma", pause="0.02")
+    )
+    await client.until(lambda: len(numbers(client.lines, "gamma")) >= 10)
+    await comm.disconnect()
+    assert numbers(client.lines, "gamma")[:10] == list(range(10))
+    assert "containers" in client.types()
+
+
+async def test_logs_resume_with_since_has_no_gap(world, make_container):
+    """A reconnect with `since` (the smallest last timestamp per service)
+    continues where the first connection stopped; the client drops the
+    lines it already holds."""
+    env, web, users = world
+    make_container(env, web, "alpha", counter("alpha", pause="0.02"))
+    make_container(env, web, "beta", counter("beta", pause="0.03"))
+    await asyncio.sleep(0.5)
+
+    comm = communicator(env, web, users["viewer"], "tail=4")
+    assert (await comm.connect())[0]
+    first = Client(comm)
+    await first.until(lambda: len(first.lines) >= 30)
+    await comm.disconnect()
+    await asyncio.sleep(1.0)
+
+    last = {}
+    for ts, svc, _ in first.lines:
+        last[svc] = max(ts, last.get(svc, ts))
+    since = min(last.values())
+    comm = communicator(env, web, users["viewer"], f"since={since}")
+    assert (await comm.connect())[0]
+    second = Client(comm)
+    await second.until(lambda: len(second.lines) >= 60)
+    await comm.disconnect()
+    assert "tail.done" in second.types()
+
+    held = {(ts, svc, text) for ts, svc, text in first.lines}
+    fresh = [
+        line
+        for line in second.lines
+        if tuple(line) not in held and line[0] >= last.get(line[1], "")
+    ]
+    combined = first.lines + fresh
+    for service in ("alpha", "beta"):
+        seen = numbers(combined, service)
+        assert seen == list(range(seen[0], seen[0] + len(seen))), service
