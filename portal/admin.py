@@ -1,8 +1,33 @@
-"""Admin pages of the portal app."""
+"""Admin pages of the portal app: role grants and operations.
 
-from django.contrib import admin
+Both pages ask :func:`portal.permissions.user_can` on top of Django's model
+permissions: a staff user sees the operations of the environments they may
+view and cancels only where they may cancel; role grants are managed by
+users holding the Admin role on the environment (grants on every
+environment, by superusers only).
+"""
 
-from .models import RoleAssignment
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.utils.html import format_html, format_html_join
+
+from .choices import OperationStatus, Verb
+from .models import Operation, RoleAssignment
+from .operations import cancel_operation
+from .permissions import user_can, visible_environments
+
+
+def _admin_environments(user):
+    """Return the environments on which ``user`` may administer roles."""
+    from stacks.models import Environment
+
+    if user.is_superuser:
+        return Environment.objects.all()
+    return Environment.objects.filter(
+        pk__in=[
+            env.pk for env in visible_environments(user) if user_can(user, Verb.ADMIN, env)
+        ]
+    )
 
 
 @admin.register(RoleAssignment)
@@ -11,3 +36,157 @@ class RoleAssignmentAdmin(admin.ModelAdmin):
     list_filter = ["role", "environment"]
     search_fields = ["user__username", "group__name"]
     autocomplete_fields = ["user", "group"]
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request).select_related(
+            "user", "group", "environment"
+        )
+        if request.user.is_superuser:
+            return queryset
+        return queryset.filter(environment__in=_admin_environments(request.user))
+
+    def _may_administer(self, request, obj=None):
+        if request.user.is_superuser:
+            return True
+        if obj is None:
+            return _admin_environments(request.user).exists()
+        return obj.environment_id is not None and user_can(
+            request.user, Verb.ADMIN, obj.environment
+        )
+
+    def has_module_permission(self, request):
+        return request.user.is_active and request.user.is_staff and self._may_administer(
+            request
+        )
+
+    def has_view_permission(self, request, obj=None):
+        return self.has_module_permission(request) and self._may_administer(request, obj)
+
+    has_add_permission = has_module_permission
+
+    def has_change_permission(self, request, obj=None):
+        return self.has_view_permission(request, obj)
+
+    has_delete_permission = has_change_permission
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "environment" and not request.user.is_superuser:
+            kwargs["queryset"] = _admin_environments(request.user)
+            kwargs["required"] = True
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def save_model(self, request, obj, form, change):
+        if not request.user.is_superuser and (
+            obj.environment is None
+            or not user_can(request.user, Verb.ADMIN, obj.environment)
+        ):
+            raise PermissionDenied("Only an Admin of the environment may grant roles in it.")
+        super().save_model(request, obj, form, change)
+
+
+class OperationStatusFilter(admin.SimpleListFilter):
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request, model_admin):
+        return [("active", "active"), ("terminal", "finished")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "active":
+            return queryset.filter(status__in=OperationStatus.ACTIVE)
+        if self.value() == "terminal":
+            return queryset.filter(status__in=OperationStatus.TERMINAL)
+        return queryset
+
+
+@admin.register(Operation)
+class OperationAdmin(admin.ModelAdmin):
+    """Read-only history of operations, with a cancel action."""
+
+    list_display = [
+        "short_id",
+        "kind",
+        "environment",
+        "stack",
+        "status",
+        "progress",
+        "queue_wait_text",
+        "requested_by",
+        "created",
+    ]
+    list_filter = [OperationStatusFilter, "status", "kind", "environment", "queue_name"]
+    search_fields = ["id", "kind", "error", "requested_by__username"]
+    date_hierarchy = "created"
+    actions = ["cancel_selected"]
+    list_select_related = ["environment", "stack", "requested_by"]
+    readonly_fields = ["log_tail"]
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        if request.user.is_superuser:
+            return queryset
+        return queryset.filter(environment__in=visible_environments(request.user))
+
+    def has_module_permission(self, request):
+        return request.user.is_active and request.user.is_staff and (
+            visible_environments(request.user).exists()
+        )
+
+    def has_view_permission(self, request, obj=None):
+        if not self.has_module_permission(request):
+            return False
+        return obj is None or user_can(request.user, Verb.VIEW, obj.environment)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        # The history is the audit trail.
+        return False
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in self.model._meta.fields] + ["log_tail"]
+
+    @admin.display(description="id", ordering="id")
+    def short_id(self, obj):
+        return str(obj.pk)[:8]
+
+    @admin.display(description="queue wait")
+    def queue_wait_text(self, obj):
+        return obj.queue_wait_text
+
+    @admin.display(description="last lines")
+    def log_tail(self, obj):
+        lines = list(obj.lines.order_by("-seq")[:50])[::-1]
+        if not lines:
+            return "-"
+        return format_html(
+            '<pre style="max-height:24rem;overflow:auto">{}</pre><a href="{}">full log</a>',
+            format_html_join(
+                "\n", "{} {} {}", ((ln.seq, ln.level, ln.text) for ln in lines)
+            ),
+            obj.get_absolute_url(),
+        )
+
+    @admin.action(description="Cancel selected operations")
+    def cancel_selected(self, request, queryset):
+        done, refused = 0, []
+        for operation in queryset.select_related("environment").filter(
+            status__in=OperationStatus.ACTIVE
+        ):
+            try:
+                cancel_operation(operation, user=request.user)
+                done += 1
+            except PermissionDenied:
+                refused.append(str(operation.pk)[:8])
+        if done:
+            self.message_user(request, f"Cancel requested for {done} operation(s).")
+        if refused:
+            self.message_user(
+                request,
+                f"Not allowed to cancel: {', '.join(refused)}.",
+                level=messages.ERROR,
+            )

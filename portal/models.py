@@ -202,18 +202,34 @@ class Operation(models.Model):
             return None
         return (self.finished or timezone.now()) - self.started
 
+    @property
+    def queue_wait_text(self):
+        return format_duration(self.queue_wait)
+
+    @property
+    def duration_text(self):
+        return format_duration(self.duration)
+
     def status_event(self):
-        """Return the ``operation.status`` event describing this operation."""
-        return {
+        """Return the ``operation.status`` event describing this operation.
+
+        A terminal event also carries the result; its ``last_seq`` tells a
+        client whether it has every line.
+        """
+        event = {
             "type": "operation.status",
             "status": self.status,
             "progress": self.progress,
             "progress_message": self.progress_message,
             "last_seq": self.last_seq,
             "error": self.error,
+            "cancel_requested": self.cancel_requested,
             "started": self.started.isoformat() if self.started else None,
             "finished": self.finished.isoformat() if self.finished else None,
         }
+        if self.is_terminal:
+            event["result"] = self.result
+        return event
 
     def start(self, *, worker_name=""):
         """Mark it running if it is at the head of its line; return whether it is.
@@ -236,6 +252,20 @@ class Operation(models.Model):
         return finish_operation(self, status, result=result, error=error)
 
     finish.alters_data = True
+
+
+def format_duration(delta):
+    """Return a timedelta as ``850 ms``, ``12.3 s``, ``4 min 05 s`` or ``2 h 03 min``."""
+    if delta is None:
+        return ""
+    seconds = max(0.0, delta.total_seconds())
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min {int(seconds % 60):02d} s"
+    return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
 
 
 class OperationLogLine(models.Model):

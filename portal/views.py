@@ -1,0 +1,142 @@
+"""Pages of operations: list, detail with live log, cancel, host check."""
+
+import json
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from .choices import OperationStatus, Verb
+from .models import Operation
+from .operations import OperationConflict, cancel_operation, request_operation
+from .permissions import require, user_can, visible_environments
+
+PAGE_SIZE = 50
+
+
+def _get_operation(request, pk, verb=Verb.VIEW):
+    operation = get_object_or_404(
+        Operation.objects.select_related(
+            "environment", "stack", "service", "requested_by", "approved_by"
+        ),
+        pk=pk,
+    )
+    require(request.user, verb, operation.environment)
+    return operation
+
+
+@login_required
+def operation_list(request):
+    """List the operations of the environments the user may view."""
+    environments = visible_environments(request.user)
+    operations = Operation.objects.filter(environment__in=environments).select_related(
+        "environment", "stack", "service", "requested_by"
+    )
+    env = request.GET.get("env", "")
+    status = request.GET.get("status", "")
+    kind = request.GET.get("kind", "")
+    if env:
+        operations = operations.filter(environment__name=env)
+    if status == "active":
+        operations = operations.filter(status__in=OperationStatus.ACTIVE)
+    elif status:
+        operations = operations.filter(status=status)
+    if kind:
+        operations = operations.filter(kind=kind)
+    page = Paginator(operations, PAGE_SIZE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(
+        request,
+        "portal/operation_list.html",
+        {
+            "page": page,
+            "operations": page.object_list,
+            "environments": environments,
+            "statuses": OperationStatus.choices,
+            "filters": {"env": env, "status": status, "kind": kind},
+            "query": query.urlencode(),
+            "any_active": any(op.is_active for op in page.object_list),
+            "checkable": [e for e in environments if user_can(request.user, Verb.CHECK, e)],
+        },
+    )
+
+
+@login_required
+def operation_detail(request, pk):
+    """Show one operation: plan, status, progress, live log, result."""
+    operation = _get_operation(request, pk)
+    return render(
+        request,
+        "portal/operation_detail.html",
+        {
+            "operation": operation,
+            "can_cancel": operation.is_active
+            and user_can(request.user, Verb.CANCEL, operation.environment),
+            "plan_json": json.dumps(operation.plan, indent=2, sort_keys=True),
+            "result_json": (
+                json.dumps(operation.result, indent=2, sort_keys=True)
+                if operation.result is not None
+                else ""
+            ),
+            "parameters_json": json.dumps(operation.parameters, sort_keys=True),
+            "terminal_statuses": list(OperationStatus.TERMINAL),
+        },
+    )
+
+
+@login_required
+@require_POST
+def operation_cancel(request, pk):
+    """Cancel an operation (POST only), then show it."""
+    operation = _get_operation(request, pk, Verb.CANCEL)
+    if operation.is_terminal:
+        messages.info(request, f"Operation {operation.pk} is already {operation.status}.")
+    else:
+        operation = cancel_operation(operation, user=request.user)
+        if operation.is_terminal:
+            messages.success(request, f"Canceled operation {operation.pk}.")
+        else:
+            messages.success(
+                request, f"Cancel requested; operation {operation.pk} stops at its next step."
+            )
+    return redirect(operation)
+
+
+@login_required
+def operation_log_text(request, pk):
+    """Return the whole stored log as plain text."""
+    operation = _get_operation(request, pk)
+
+    def lines():
+        for seq, created, level, text in (
+            operation.lines.order_by("seq")
+            .values_list("seq", "created", "level", "text")
+            .iterator(chunk_size=2000)
+        ):
+            yield f"{seq:>7} {created:%Y-%m-%d %H:%M:%S} {level.upper():<7} {text}\n"
+
+    response = StreamingHttpResponse(lines(), content_type="text/plain; charset=utf-8")
+    response["Content-Disposition"] = f'inline; filename="operation-{operation.pk}.log"'
+    return response
+
+
+@login_required
+@require_POST
+def host_check(request):
+    """Queue a host.check of the environment named in the form."""
+    from stacks.models import Environment
+
+    environment = get_object_or_404(Environment, name=request.POST.get("env", ""))
+    try:
+        operation = request_operation(
+            "host.check", user=request.user, environment=environment
+        )
+    except OperationConflict as exc:
+        messages.error(request, str(exc))
+        return redirect("portal:operation_list")
+    messages.success(request, f"Queued operation {operation.pk}")
+    return redirect(operation)

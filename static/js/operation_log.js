@@ -1,0 +1,193 @@
+/*
+ * Live log of one operation (templates/portal/operation_detail.html).
+ *
+ * Opens ws/operations/<uuid>/?after=<last seq seen>. The server sends the
+ * stored backlog, then live lines, as {"type": "lines", "lines": [...]}, and
+ * status changes as {"type": "status", ...}. Lines are appended by seq and
+ * duplicates dropped; after a disconnect the page reconnects with the last
+ * seq it has, so it resumes without gaps. Once the status is terminal and
+ * every line up to its last_seq has arrived, the socket is closed for good.
+ */
+(function () {
+  "use strict";
+
+  var root = document.querySelector("[data-operation-log]");
+  if (!root) {
+    return;
+  }
+  // Keep the page responsive on huge logs; the plain-text view has it all.
+  var MAX_LINES = 20000;
+
+  var field = function (name) {
+    return root.querySelector('[data-field="' + name + '"]');
+  };
+  var logEl = field("log");
+  var terminal = (root.dataset.terminal || "").split(",");
+  var state = {
+    lastSeq: 0,
+    status: root.dataset.status,
+    finalSeq: null,
+    done: false,
+    retries: 0,
+    socket: null,
+    shown: 0,
+    hidden: 0
+  };
+  window.operationLog = state;
+
+  function isTerminal(status) {
+    return terminal.indexOf(status) !== -1;
+  }
+
+  function atBottom() {
+    return logEl.scrollHeight - logEl.scrollTop - logEl.clientHeight < 40;
+  }
+
+  function timeOf(iso) {
+    var t = new Date(iso);
+    if (isNaN(t.getTime())) {
+      return "";
+    }
+    return t.toTimeString().slice(0, 8);
+  }
+
+  function appendLines(lines) {
+    var stick = atBottom();
+    var fragment = document.createDocumentFragment();
+    for (var i = 0; i < lines.length; i++) {
+      var line = lines[i];
+      if (line.seq <= state.lastSeq) {
+        continue; // already shown (backlog and live overlap)
+      }
+      if (line.seq !== state.lastSeq + 1) {
+        // A gap should not happen (the server fills them); resume from
+        // what is shown rather than show lines out of order.
+        reconnect(0);
+        break;
+      }
+      var span = document.createElement("span");
+      span.className = "line level-" + line.level;
+      span.setAttribute("data-seq", line.seq);
+      span.textContent = timeOf(line.created) + " " + line.text + "\n";
+      fragment.appendChild(span);
+      state.lastSeq = line.seq;
+      state.shown += 1;
+    }
+    logEl.appendChild(fragment);
+    while (state.shown > MAX_LINES) {
+      var first = logEl.querySelector("span.line");
+      if (!first) {
+        break;
+      }
+      logEl.removeChild(first);
+      state.shown -= 1;
+      state.hidden += 1;
+    }
+    if (state.hidden) {
+      var note = logEl.querySelector(".hidden-note");
+      if (!note) {
+        note = document.createElement("span");
+        note.className = "hidden-note muted";
+        logEl.insertBefore(note, logEl.firstChild);
+      }
+      note.textContent = "… " + state.hidden + " earlier lines (see plain text)\n";
+    }
+    root.dataset.lastSeq = String(state.lastSeq);
+    if (stick) {
+      logEl.scrollTop = logEl.scrollHeight;
+    }
+    maybeDone();
+  }
+
+  function setStatus(event) {
+    state.status = event.status;
+    root.dataset.status = event.status;
+    var badge = field("status");
+    badge.textContent = event.status;
+    badge.className = "status-" + event.status;
+    field("progress").style.width = (event.progress || 0) + "%";
+    field("percent").textContent = event.progress || 0;
+    field("progress_message").textContent = event.progress_message || "";
+    var error = field("error");
+    error.textContent = event.error || "";
+    error.hidden = !event.error;
+    var cancel = field("cancel");
+    cancel.hidden = !(event.cancel_requested && !isTerminal(event.status));
+    if (isTerminal(event.status)) {
+      state.finalSeq = event.last_seq || 0;
+      var form = field("cancel-form");
+      if (form) {
+        form.hidden = true;
+      }
+      if (event.result !== undefined && event.result !== null) {
+        field("result").textContent = JSON.stringify(event.result, null, 2);
+      }
+    }
+    maybeDone();
+  }
+
+  function maybeDone() {
+    if (state.finalSeq !== null && state.lastSeq >= state.finalSeq && !state.done) {
+      state.done = true;
+      field("connection").textContent = "";
+      if (state.socket) {
+        state.socket.close();
+      }
+    }
+  }
+
+  function url() {
+    var scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
+    return scheme + window.location.host + root.dataset.wsPath + "?after=" + state.lastSeq;
+  }
+
+  function connect() {
+    var socket = new WebSocket(url());
+    state.socket = socket;
+    socket.onopen = function () {
+      state.retries = 0;
+      field("connection").textContent = "";
+    };
+    socket.onmessage = function (message) {
+      var data = JSON.parse(message.data);
+      if (data.type === "lines") {
+        appendLines(data.lines);
+      } else if (data.type === "status") {
+        setStatus(data);
+      }
+    };
+    socket.onclose = function (event) {
+      if (state.socket !== socket || state.done) {
+        return;
+      }
+      if (event.code === 4401 || event.code === 4403) {
+        field("connection").textContent = "(not allowed to follow this log)";
+        return;
+      }
+      field("connection").textContent = "(reconnecting…)";
+      reconnect(Math.min(10000, 500 * Math.pow(2, state.retries++)));
+    };
+  }
+
+  function reconnect(delay) {
+    var old = state.socket;
+    state.socket = null;
+    if (old) {
+      old.onclose = null;
+      old.onmessage = null;
+      old.close();
+    }
+    window.setTimeout(connect, delay);
+  }
+
+  var cancelForm = field("cancel-form");
+  if (cancelForm) {
+    cancelForm.addEventListener("submit", function (event) {
+      if (!window.confirm(cancelForm.dataset.confirm)) {
+        event.preventDefault();
+      }
+    });
+  }
+
+  connect();
+})();
