@@ -8,8 +8,10 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
+from portal.operations import OperationConflict
 from portal.permissions import require, user_can, visible_environments
 
+from .docker import StackError
 from .models import Environment, Stack
 from .status import environment_status
 
@@ -83,12 +85,15 @@ def stack_action(request, name, stack, action):
     # which the read-only pages do not need.
     from . import operations
 
-    service = getattr(operations, f"{action}_stack")
+    request_action = getattr(operations, f"{action}_stack")
     try:
-        operation = service(environment, stack, user=request.user)
+        operation = request_action(environment, stack, user=request.user)
     except ValidationError as exc:
         for message in exc.messages:
             messages.error(request, message)
+        return redirect(environment.get_absolute_url())
+    except (OperationConflict, StackError, ValueError) as exc:
+        messages.error(request, str(exc))
         return redirect(environment.get_absolute_url())
     messages.success(request, f"Queued operation {operation.pk}: {action} {stack}.")
     return redirect(operation.get_absolute_url())
@@ -136,11 +141,30 @@ def _blast_radius(environment, stack):
 
 
 def _describe_radius(radius):
-    """Return a blast radius (text, list or mapping of lists) as one line."""
+    """Return a blast radius as one line of text for the confirm dialog.
+
+    Knows the shape of ``stacks.operations.blast_radius`` (stops,
+    dependents, dependent_stacks); anything else is shown as it comes.
+    """
     if not radius:
         return ""
     if isinstance(radius, str):
         return radius
+    if isinstance(radius, dict) and "stops" in radius:
+        parts = [f"stops {', '.join(radius['stops']) or 'nothing'}"]
+        dependents = [
+            f"{d['stack']}/{d['service']}"
+            + (" (running)" if d.get("running") else "")
+            + (f" needs {', '.join(d['depends_on'])}" if d.get("depends_on") else "")
+            for d in radius.get("dependents") or []
+        ]
+        if dependents:
+            parts.append(f"services depending on them: {'; '.join(dependents)}")
+        if radius.get("dependent_stacks"):
+            parts.append(
+                f"stacks depending on this one: {', '.join(radius['dependent_stacks'])}"
+            )
+        return ". ".join(parts) + "."
     if isinstance(radius, dict):
         return "; ".join(
             f"{key}: {_describe_radius(value)}"
