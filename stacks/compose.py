@@ -14,7 +14,7 @@ only when a container is created.
 
 import re
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import yaml
@@ -34,6 +34,7 @@ __all__ = [
     "network_docker_name",
     "parse_duration",
     "render_compose",
+    "resolve_spec",
     "stack_plan",
     "start_levels",
     "volume_docker_name",
@@ -121,12 +122,14 @@ class PortSpec:
     """A published port: ``host_ip:published -> target/protocol``."""
 
     target: int
-    published: int
+    # None: Docker picks a free host port.
+    published: int | None
     host_ip: str
     protocol: str = "tcp"
 
     def __str__(self):
-        return f"{self.host_ip}:{self.published}->{self.target}/{self.protocol}"
+        published = "" if self.published is None else self.published
+        return f"{self.host_ip}:{published}->{self.target}/{self.protocol}"
 
 
 @dataclass(frozen=True)
@@ -193,6 +196,8 @@ class ServiceSpec:
     stack: str
     project: str
     image: str
+    # Build context, for services that have one (rendered; never built here).
+    build: str = ""
     command: list | None = None
     entrypoint: list | None = None
     # Values keep their ${VAR} references; resolved at container creation.
@@ -247,6 +252,31 @@ class StackPlan:
     @property
     def own_volumes(self):
         return [v for v in self.volumes if not v.external]
+
+
+def resolve_spec(spec, resolve_all):
+    """Return a copy of ``spec`` with every ``${VAR}`` reference resolved.
+
+    ``resolve_all(value, service=...)`` resolves one value (see
+    :func:`stacks.secrets.resolve_all`). The copy holds secret values: build
+    it only to create the container, and never log or store it.
+    """
+    health = spec.healthcheck
+    if health is not None and health.test:
+        health = replace(
+            health, test=tuple(resolve_all(list(health.test), service=spec.name))
+        )
+    return replace(
+        spec,
+        image=resolve_all(spec.image, service=spec.name),
+        command=resolve_all(spec.command, service=spec.name),
+        entrypoint=resolve_all(spec.entrypoint, service=spec.name),
+        environment=resolve_all(dict(spec.environment), service=spec.name),
+        healthcheck=health,
+        user=resolve_all(spec.user, service=spec.name),
+        shm_size=resolve_all(spec.shm_size, service=spec.name),
+        extra=resolve_all(dict(spec.extra), service=spec.name),
+    )
 
 
 def start_levels(services):
@@ -315,7 +345,9 @@ def _port_specs(published):
             specs.append(
                 PortSpec(
                     target=int(row["target"]),
-                    published=int(row["published"]),
+                    published=None
+                    if row.get("published") in (None, "")
+                    else int(row["published"]),
                     host_ip=str(row.get("host_ip") or "127.0.0.1"),
                     protocol=str(row.get("protocol") or "tcp"),
                 )
@@ -456,6 +488,7 @@ def stack_plan(environment, stack):
                 stack=stack.name,
                 project=project,
                 image=eff.get("image") or service.image,
+                build=str(eff.get("build") or service.build or ""),
                 command=_command(eff.get("command")),
                 entrypoint=_command(eff.get("entrypoint")),
                 environment={
@@ -528,6 +561,16 @@ def _compose_health(health):
     return entry
 
 
+def _compose_build(build):
+    """Return ``build`` with its context made absolute (see _bind_source)."""
+    if isinstance(build, str):
+        return {"context": _bind_source(build)}
+    build = dict(build)
+    if build.get("context") and "://" not in str(build["context"]):
+        build["context"] = _bind_source(str(build["context"]))
+    return build
+
+
 def _compose_labels(labels):
     # Compose writes its own com.docker.compose.* labels.
     return {k: v for k, v in labels.items() if not k.startswith("com.docker.compose.")}
@@ -538,7 +581,11 @@ def compose_dict(plan):
     by_name = {s.name: s for s in plan.services}
     services = {}
     for s in plan.services:
-        entry = {"image": s.image}
+        entry = {"image": s.image} if s.image else {}
+        extra = dict(s.extra)
+        build = extra.pop("build", None) or s.build
+        if build:
+            entry["build"] = _compose_build(build)
         if s.command is not None:
             entry["command"] = list(s.command)
         if s.entrypoint is not None:
@@ -549,7 +596,7 @@ def compose_dict(plan):
             entry["ports"] = [
                 {
                     "target": p.target,
-                    "published": str(p.published),
+                    **({} if p.published is None else {"published": str(p.published)}),
                     "host_ip": p.host_ip,
                     "protocol": p.protocol,
                 }
@@ -575,7 +622,6 @@ def compose_dict(plan):
             entry["x-portal-depends-on"] = [
                 f"{st}/{sv}" for st, sv in s.external_depends_on
             ]
-        extra = dict(s.extra)
         if s.gpu:
             deploy = dict(extra.pop("deploy", None) or {})
             resources = dict(deploy.get("resources") or {})

@@ -443,16 +443,17 @@ def ensure_volume(client, spec, *, log):
 # Containers
 
 
-def config_hash(spec, *, image_id, resolved_env):
+def config_hash(spec, *, image_id):
     """Return the sha256 of the canonical container spec.
 
-    It covers everything the container is created from: the image id (so a
+    ``spec`` is the resolved one the container is created from (references
+    replaced by their values). The hash covers all of it: the image id (so a
     rebuilt tag recreates), a hash of the resolved environment (so a changed
-    secret recreates without the secret itself appearing in a label), ports,
-    mounts, networks and aliases, healthcheck, GPU, labels and extra options.
+    secret recreates), ports, mounts, networks and aliases, healthcheck, GPU,
+    labels and extra options. Only the hash is stored, in a label.
     """
     env_hash = hashlib.sha256(
-        json.dumps(sorted(resolved_env.items())).encode()
+        json.dumps(sorted(spec.environment.items())).encode()
     ).hexdigest()
     canonical = {
         "image": spec.image,
@@ -563,7 +564,7 @@ def _extra_options(extra):
             create[key] = bool(value)
         elif key == "stop_grace_period":
             create["stop_timeout"] = int(parse_duration(value) or DEFAULT_STOP_TIMEOUT)
-        elif key.startswith("x-") or key in ("profiles", "labels"):
+        elif key.startswith("x-") or key in ("profiles", "labels", "build"):
             continue
         else:
             ignored.append(key)
@@ -576,7 +577,7 @@ def stop_timeout(spec):
     return int(parse_duration(value) or DEFAULT_STOP_TIMEOUT)
 
 
-def container_create_options(client, spec, *, image_id, resolved_env, config_hash):
+def container_create_options(client, spec, *, config_hash):
     """Return (create_container kwargs, other network names, ignored keys)."""
     api = client.api
     create, host, ignored = _extra_options(spec.extra)
@@ -634,7 +635,7 @@ def container_create_options(client, spec, *, image_id, resolved_env, config_has
         "name": spec.container_name,
         "command": spec.command,
         "entrypoint": spec.entrypoint,
-        "environment": resolved_env,
+        "environment": dict(spec.environment),
         "user": spec.user or None,
         "ports": [(p.target, p.protocol) for p in spec.ports] or None,
         "labels": {**spec.labels, HASH_LABEL: config_hash},
@@ -650,13 +651,9 @@ def container_create_options(client, spec, *, image_id, resolved_env, config_has
     return kwargs, networks[1:], ignored
 
 
-def _create(client, spec, *, image_id, resolved_env, config_hash, log):
+def _create(client, spec, *, config_hash, log):
     kwargs, more_networks, ignored = container_create_options(
-        client,
-        spec,
-        image_id=image_id,
-        resolved_env=resolved_env,
-        config_hash=config_hash,
+        client, spec, config_hash=config_hash
     )
     if ignored:
         log.warning(f"{spec.name}: options not applied: {', '.join(sorted(ignored))}")
@@ -710,15 +707,18 @@ def remove_container(client, cid, *, timeout=DEFAULT_STOP_TIMEOUT):
         pass
 
 
-def reconcile_service(client, spec, *, image_id, resolved_env, network_ids, log):
+def reconcile_service(client, spec, *, image_id, network_ids, log):
     """Bring the container of ``spec`` to the desired state; return (action, id).
+
+    ``spec`` is resolved: its environment holds the values the container
+    gets (see :func:`stacks.compose.resolve_spec`).
 
     Actions: ``unchanged`` (running, same config hash: left alone),
     ``started`` (same hash, was stopped), ``recreated`` (hash differs, or a
     network it was on has been replaced), ``created`` (there was none).
     ``network_ids`` maps the Docker names of its networks to their ids.
     """
-    wanted = config_hash(spec, image_id=image_id, resolved_env=resolved_env)
+    wanted = config_hash(spec, image_id=image_id)
     existing = project_containers(client, spec.project, spec.name)
     existing.sort(key=lambda s: s.get("State") != "running")
     current, extras = (existing[0], existing[1:]) if existing else (None, [])
@@ -746,14 +746,7 @@ def reconcile_service(client, spec, *, image_id, resolved_env, network_ids, log)
             log.info(f"{spec.name}: network {', '.join(stale)} was replaced")
         remove_container(client, current["Id"], timeout=stop_timeout(spec))
         action = "recreated"
-    cid = _create(
-        client,
-        spec,
-        image_id=image_id,
-        resolved_env=resolved_env,
-        config_hash=wanted,
-        log=log,
-    )
+    cid = _create(client, spec, config_hash=wanted, log=log)
     _start(client, spec, cid)
     return action, cid
 
@@ -931,7 +924,9 @@ def check_ports(client, environment, plan):
     holder; containers of this same project are being reconciled and do not
     count) and, for a local engine, by binding the address.
     """
-    wanted = [(svc, p) for svc in plan.services for p in svc.ports]
+    wanted = [
+        (svc, p) for svc in plan.services for p in svc.ports if p.published is not None
+    ]
     problems = []
     seen = {}
     for svc, p in wanted:

@@ -9,6 +9,7 @@ conftest's teardown removes it.
 import ipaddress
 import logging
 import socket
+from functools import partial
 
 import pytest
 
@@ -25,9 +26,11 @@ from stacks.compose import (
     VolumeSpec,
     base_labels,
     network_docker_name,
+    resolve_spec,
     volume_docker_name,
 )
 from stacks.models import Environment, Stack
+from stacks.secrets import resolve_all
 from tests.conftest import RUN_ID, TEST_LABEL
 
 pytestmark = pytest.mark.docker
@@ -103,13 +106,12 @@ def service(world, name, **kwargs):
     )
 
 
-def apply(client, spec, net_id, net, env=None):
+def apply(client, spec, net_id, net):
     image_id = adapter.ensure_image(client, spec.image, service=spec.name, log=log)
     return adapter.reconcile_service(
         client,
         spec,
         image_id=image_id,
-        resolved_env=env if env is not None else dict(spec.environment),
         network_ids={net.docker_name: net_id},
         log=log,
     )
@@ -169,29 +171,26 @@ def test_reconcile_is_idempotent_and_recreates_on_change(docker_client, world):
     assert containers[0]["Names"] == [f"/{spec.project}-sleeper-1"]
 
 
-def test_config_hash_follows_resolved_environment(world):
-    spec = service(world, "hashed", environment={"PASSWORD": "${PW}"})
-    one = adapter.config_hash(spec, image_id="sha256:1", resolved_env={"PASSWORD": "a"})
-    same = adapter.config_hash(
-        spec, image_id="sha256:1", resolved_env={"PASSWORD": "a"}
+def test_config_hash_follows_resolved_values(world):
+    spec = service(
+        world, "hashed", environment={"PASSWORD": "${PW}"}, command=["run", "${MODE}"]
     )
-    other = adapter.config_hash(
-        spec, image_id="sha256:1", resolved_env={"PASSWORD": "b"}
+
+    def hashed(spec, image_id="sha256:1", **environ):
+        resolved = resolve_spec(spec, partial(resolve_all, environ=environ))
+        return adapter.config_hash(resolved, image_id=image_id)
+
+    one = hashed(spec, PW="a", MODE="x")
+    assert hashed(spec, PW="a", MODE="x") == one
+    assert hashed(spec, PW="b", MODE="x") != one  # rotated secret
+    assert hashed(spec, PW="a", MODE="y") != one  # variable in the command
+    assert hashed(spec, "sha256:2", PW="a", MODE="x") != one  # rebuilt image
+    # Only resolved values count: literals equal to the references' values
+    # are no change.
+    literal = service(
+        world, "hashed", environment={"PASSWORD": "a"}, command=["run", "x"]
     )
-    rebuilt = adapter.config_hash(
-        spec, image_id="sha256:2", resolved_env={"PASSWORD": "a"}
-    )
-    assert one == same
-    assert len({one, other, rebuilt}) == 3
-    # Only the resolved values count: a literal equal to the reference's
-    # value is no change.
-    literal = service(world, "hashed", environment={"PASSWORD": "a"})
-    assert (
-        adapter.config_hash(
-            literal, image_id="sha256:1", resolved_env={"PASSWORD": "a"}
-        )
-        == one
-    )
+    assert hashed(literal) == one
 
 
 def test_wait_ready_fails_naming_unhealthy_service(docker_client, world):
@@ -336,7 +335,7 @@ def test_check_gpu_names_service_without_nvidia_runtime(docker_client, world):
 def test_gpu_service_gets_device_request(docker_client, world):
     spec = service(world, "vllm", gpu=True, gpu_count="2")
     kwargs, _, _ = adapter.container_create_options(
-        docker_client, spec, image_id="x", resolved_env={}, config_hash="h"
+        docker_client, spec, config_hash="h"
     )
     requests = kwargs["host_config"]["DeviceRequests"]
     assert requests == [

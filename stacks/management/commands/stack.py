@@ -1,0 +1,152 @@
+"""Start, stop, restart a stack, or show its status or logs.
+
+    manage.py stack start|stop|restart <stack> --env E [--service S]
+        [--with-dependencies] [--remove] [--with-dependents]
+        [--health-timeout SECONDS] [--user U] [--enqueue [--wait]] [--no-queue]
+    manage.py stack status <stack> --env E [--user U]
+    manage.py stack logs <stack> --env E [--service S] [--tail N] [--follow]
+
+The make targets ``start-<stack>``, ``stop-<stack>``, ``restart-<stack>``,
+``status-<stack>`` and ``logs-<stack>`` call this with ``ENVIRONMENT``.
+"""
+
+from django.core.exceptions import PermissionDenied
+from django.core.management.base import CommandError
+
+from portal.choices import Verb
+from portal.management.base import OperationCommand
+from portal.permissions import require
+from stacks import docker as adapter
+from stacks.models import Service, Stack
+from stacks.operations import stack_parameters
+from stacks.status import environment_status
+
+KINDS = {"start": "stack.start", "stop": "stack.stop", "restart": "stack.restart"}
+
+
+class Command(OperationCommand):
+    help = "Start, stop or restart a stack, or show its status or logs."
+
+    def add_arguments(self, parser):
+        parser.add_argument("action", choices=[*KINDS, "status", "logs"])
+        parser.add_argument("stack", help="Stack name: core, inference, ai, ...")
+        parser.add_argument("--env", required=True, help="Environment name or alias.")
+        parser.add_argument("--service", help="Only this service of the stack.")
+        parser.add_argument(
+            "--with-dependencies",
+            action="store_true",
+            help="start: start the stacks this one depends on first.",
+        )
+        parser.add_argument(
+            "--with-dependents",
+            action="store_true",
+            help="stop: stop the stacks that depend on this one first.",
+        )
+        parser.add_argument(
+            "--remove",
+            action="store_true",
+            help="stop: remove the containers and networks too (volumes stay).",
+        )
+        parser.add_argument(
+            "--health-timeout",
+            type=float,
+            help="start/restart: seconds to wait for each level to be healthy.",
+        )
+        parser.add_argument(
+            "--tail", type=int, default=100, help="logs: lines per container."
+        )
+        parser.add_argument(
+            "-f", "--follow", action="store_true", help="logs: keep following."
+        )
+        self.add_user_argument(parser)
+        self.add_run_arguments(parser)
+
+    def handle(self, *args, action, **options):
+        environment = self.get_environment(options["env"])
+        try:
+            stack = Stack.objects.get(name=options["stack"])
+        except Stack.DoesNotExist:
+            names = ", ".join(Stack.objects.values_list("name", flat=True))
+            raise CommandError(f"No stack {options['stack']!r} (stacks: {names}).")
+        service = None
+        if options["service"]:
+            try:
+                service = Service.objects.get(name=options["service"], stack=stack)
+            except Service.DoesNotExist:
+                raise CommandError(
+                    f"No service {options['service']!r} in stack {stack.name}."
+                )
+        if action in KINDS:
+            self.run_kind(
+                KINDS[action],
+                options,
+                environment=environment,
+                stack=stack,
+                service=service,
+                parameters=stack_parameters(
+                    action,
+                    with_dependencies=options["with_dependencies"],
+                    with_dependents=options["with_dependents"],
+                    remove=options["remove"],
+                    health_timeout=options["health_timeout"],
+                ),
+            )
+            return
+        try:
+            require(self.get_user(options), Verb.VIEW, environment)
+        except PermissionDenied as exc:
+            raise CommandError(str(exc))
+        if action == "status":
+            self.status(environment, stack)
+        else:
+            self.logs(environment, stack, service, options)
+
+    def status(self, environment, stack):
+        stacks = list(Stack.objects.filter(pk=stack.pk).prefetch_related("services"))
+        status = environment_status(
+            environment, client=adapter.client_for(environment), stacks=stacks
+        )
+        if status["error"]:
+            raise CommandError(status["error"])
+        row = status["stacks"][0]
+        self.stdout.write(
+            f"Stack {row['name']} in {environment.name} (project {row['project']}): "
+            f"{row['state']}"
+            + (f", {row['health']}" if row["health"] else "")
+            + f", {row['running']}/{row['total']} running"
+        )
+        table = [("SERVICE", "STATE", "HEALTH", "CONTAINER", "PORTS", "STATUS")]
+        for svc in row["services"]:
+            table.append(
+                (
+                    svc["name"],
+                    svc["state"],
+                    svc["health"] or "-",
+                    svc["container_name"] or "-",
+                    ", ".join(svc["ports"]) or "-",
+                    svc["status"] or "-",
+                )
+            )
+        widths = [max(len(r[i]) for r in table) for i in range(len(table[0]) - 1)]
+        for r in table:
+            cells = [c.ljust(w) for c, w in zip(r, widths, strict=False)]
+            self.stdout.write("  ".join([*cells, r[-1]]).rstrip())
+
+    def logs(self, environment, stack, service, options):
+        client = adapter.client_for(environment)
+        project = environment.project_name(stack)
+        services = [service.name] if service else None
+        names = services or list(stack.services.values_list("name", flat=True))
+        width = max((len(n) for n in names), default=0)
+        try:
+            for name, line in adapter.stream_logs(
+                client,
+                project,
+                services=services,
+                tail=options["tail"],
+                follow=options["follow"],
+            ):
+                self.stdout.write(f"{name.ljust(width)} | {line}")
+                self.stdout.flush()
+        except KeyboardInterrupt:
+            pass
