@@ -27,7 +27,14 @@ import docker
 import docker.errors
 from docker.utils.build import exclude_paths
 
-__all__ = ["BASE_PACKAGES", "IMAGES", "LOCAL_TAG", "build_all", "build_base", "build_image"]
+__all__ = [
+    "BASE_PACKAGES",
+    "IMAGES",
+    "LOCAL_TAG",
+    "build_all",
+    "build_base",
+    "build_image",
+]
 
 ROOT = Path(__file__).resolve().parent.parent
 CONTEXTS = ROOT / "configs" / "images"
@@ -76,6 +83,20 @@ def _tag_exists(client, tag):
     return True
 
 
+def _drop_superseded(client, repository, current):
+    """Untag older hash tags of a repository after a build so they do not pile up.
+
+    An image a container still uses keeps its tag (the engine refuses with a conflict).
+    """
+    keep = {current, f"{repository}:{LOCAL_TAG}"}
+    for image in client.images.list(name=repository):
+        for tag in set(image.tags) - keep:
+            try:
+                client.images.remove(tag)
+            except docker.errors.APIError:
+                pass
+
+
 def base_tag():
     digest = hashlib.sha256()
     for part in (BASE_RECIPE, SUITE, ",".join(BASE_PACKAGES), *SLIM_EXCLUDES):
@@ -100,7 +121,7 @@ def debian_mirror():
 
 
 def build_base(client, log=print):
-    """Debootstrap, slim and import the base image unless its tag exists. Returns the tag."""
+    """Debootstrap, slim and import the base image unless its tag exists; return it."""
     tag = base_tag()
     started = time.monotonic()
     if _tag_exists(client, tag):
@@ -118,23 +139,37 @@ def build_base(client, log=print):
     try:
         with open(debootstrap_log, "wb") as out:
             result = subprocess.run(
-                ["debootstrap", "--variant=minbase", "--include=" + ",".join(BASE_PACKAGES),
-                 SUITE, str(rootfs), debian_mirror()],
-                stdout=out, stderr=subprocess.STDOUT, check=False)
+                [
+                    "debootstrap",
+                    "--variant=minbase",
+                    "--include=" + ",".join(BASE_PACKAGES),
+                    SUITE,
+                    str(rootfs),
+                    debian_mirror(),
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                check=False,
+            )
         if result.returncode != 0:
-            tail = debootstrap_log.read_text(errors="replace").splitlines()[-15:]
-            raise BuildFailed("debootstrap failed (exit %d), end of %s:\n%s"
-                              % (result.returncode, debootstrap_log, "\n".join(tail)))
+            tail = "\n".join(
+                debootstrap_log.read_text(errors="replace").splitlines()[-15:]
+            )
+            raise BuildFailed(
+                f"debootstrap failed (exit {result.returncode}), "
+                f"end of {debootstrap_log}:\n{tail}"
+            )
         tar_cmd = ["tar", "-C", str(rootfs), "--numeric-owner"]
         tar_cmd += [f"--exclude={pattern}" for pattern in SLIM_EXCLUDES]
         tar_cmd += ["-c", "."]
         repository, _, version = tag.partition(":")
         tar = subprocess.Popen(tar_cmd, stdout=subprocess.PIPE)
         try:
-            # A generator makes requests send the tar chunked: the rootfs is never written twice.
+            # A generator makes requests send the tar chunked: no second copy on disk.
             chunks = iter(lambda: tar.stdout.read(1 << 20), b"")
-            client.api.import_image(src=chunks, repository=repository, tag=version,
-                                    stream_src=True)
+            client.api.import_image(
+                src=chunks, repository=repository, tag=version, stream_src=True
+            )
         finally:
             tar.stdout.close()  # on an import error this ends tar with SIGPIPE
             returncode = tar.wait()
@@ -145,28 +180,37 @@ def build_base(client, log=print):
     if not _tag_exists(client, tag):
         raise BuildFailed(f"docker import did not produce {tag}")
     client.images.get(tag).tag(f"{REPOSITORY}/base", LOCAL_TAG)
+    _drop_superseded(client, f"{REPOSITORY}/base", tag)
     log(f"base      {tag:34} built  {time.monotonic() - started:6.1f}s")
     return tag
 
 
 def _uses_base(context):
-    return any(line.strip().startswith("ARG BASE")
-               for line in (context / "Dockerfile").read_text().splitlines())
+    return any(
+        line.strip().startswith("ARG BASE")
+        for line in (context / "Dockerfile").read_text().splitlines()
+    )
 
 
 def _context_files(context):
-    """The files docker-py sends as the build context: all but those .dockerignore excludes."""
+    """Files docker-py sends as build context: all that .dockerignore leaves in."""
     ignore = context / ".dockerignore"
     patterns = []
     if ignore.exists():
-        patterns = [line.strip() for line in ignore.read_text().splitlines()
-                    if line.strip() and not line.strip().startswith("#")]
-    return sorted(p for p in (context / rel for rel in exclude_paths(str(context), patterns))
-                  if p.is_file())
+        patterns = [
+            line.strip()
+            for line in ignore.read_text().splitlines()
+            if line.strip() and not line.strip().startswith("#")
+        ]
+    return sorted(
+        p
+        for p in (context / rel for rel in exclude_paths(str(context), patterns))
+        if p.is_file()
+    )
 
 
 def image_tag(name, base):
-    """Content hash of a build context (paths, executable bits, bytes) and the base it builds on.
+    """Content hash of a build context (paths, executable bits, bytes) and its base.
 
     Only the executable bit counts, as in git, so checkouts made under different
     umasks hash alike.
@@ -201,16 +245,31 @@ def build_image(client, name, base, log=print, force=False):
     if force or not _tag_exists(client, tag):
         buildargs = {"BASE": base} if _uses_base(CONTEXTS / name) else {}
         try:
-            client.images.build(path=str(CONTEXTS / name), tag=tag, buildargs=buildargs,
-                                rm=True, forcerm=True, pull=False,
-                                labels={"org.opencontainers.image.title": f"stackportal {name} stand-in"})
+            client.images.build(
+                path=str(CONTEXTS / name),
+                tag=tag,
+                buildargs=buildargs,
+                rm=True,
+                forcerm=True,
+                pull=False,
+                labels={
+                    "org.opencontainers.image.title": f"stackportal {name} stand-in"
+                },
+            )
         except docker.errors.BuildError as exc:
-            output = "".join(chunk.get("stream", "") or chunk.get("error", "") for chunk in exc.build_log)
-            raise BuildFailed(f"building {tag} failed: {exc.msg}\n{output[-2000:]}") from exc
+            output = "".join(
+                chunk.get("stream", "") or chunk.get("error", "")
+                for chunk in exc.build_log
+            )
+            raise BuildFailed(
+                f"building {tag} failed: {exc.msg}\n{output[-2000:]}"
+            ) from exc
+        client.images.get(tag).tag(f"{REPOSITORY}/{name}", LOCAL_TAG)
+        _drop_superseded(client, f"{REPOSITORY}/{name}", tag)
         action = "built "
     else:
+        client.images.get(tag).tag(f"{REPOSITORY}/{name}", LOCAL_TAG)
         action = "cached"
-    client.images.get(tag).tag(f"{REPOSITORY}/{name}", LOCAL_TAG)
     log(f"{name:9} {tag:34} {action} {time.monotonic() - started:6.1f}s")
     return tag
 
@@ -225,15 +284,23 @@ def build_all(client, names=None, log=print, force=False):
     with open(STATE / "build_images.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         base = build_base(client, log=log)
-        return {name: build_image(client, name, base, log=log, force=force)
-                for name in (names or IMAGES)}
+        return {
+            name: build_image(client, name, base, log=log, force=force)
+            for name in (names or IMAGES)
+        }
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("names", nargs="*", metavar="name",
-                        help=f"images to build (default: all of {', '.join(IMAGES)})")
-    parser.add_argument("--force", action="store_true", help="rebuild images even when cached")
+    parser.add_argument(
+        "names",
+        nargs="*",
+        metavar="name",
+        help=f"images to build (default: all of {', '.join(IMAGES)})",
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="rebuild images even when cached"
+    )
     args = parser.parse_args(argv)
     unknown = sorted(set(args.names) - set(IMAGES))
     if unknown:

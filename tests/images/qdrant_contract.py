@@ -19,7 +19,12 @@ from referencing.jsonschema import DRAFT202012
 
 __all__ = ["SPEC_PATH", "check_request", "check_response", "operation"]
 
-SPEC_PATH = Path(__file__).resolve().parents[2].parent / "shared" / "specs" / "qdrant-openapi-v1.12.json"
+SPEC_PATH = (
+    Path(__file__).resolve().parents[2].parent
+    / "shared"
+    / "specs"
+    / "qdrant-openapi-v1.12.json"
+)
 SPEC_URI = "urn:qdrant-openapi-v1.12"
 
 
@@ -50,31 +55,52 @@ def _registry():
 
 
 def _pointer(*parts):
-    return "/" + "/".join(quote(str(p).replace("~", "~0").replace("/", "~1"), safe="") for p in parts)
+    return "/" + "/".join(
+        quote(str(p).replace("~", "~0").replace("/", "~1"), safe="") for p in parts
+    )
 
 
 def _validate(pointer_parts, instance):
     schema = {"$ref": SPEC_URI + "#" + _pointer(*pointer_parts)}
     validator = Draft202012Validator(schema, registry=_registry())
-    errors = sorted(validator.iter_errors(instance), key=lambda e: list(e.absolute_path))
+    errors = sorted(
+        validator.iter_errors(instance), key=lambda e: list(e.absolute_path)
+    )
     if errors:
-        details = "\n".join(f"  at {'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
-                            for e in errors[:10])
-        raise AssertionError(f"{'/'.join(map(str, pointer_parts))} rejects the body:\n{details}")
+        details = "\n".join(
+            f"  at {'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
+            for e in errors[:10]
+        )
+        raise AssertionError(
+            f"{'/'.join(map(str, pointer_parts))} rejects the body:\n{details}"
+        )
 
 
 def operation(path, method):
-    """The spec's operation object for ``path`` (as templated in the spec) and ``method``."""
+    """The spec's operation for ``method`` on ``path`` (templated as in the spec)."""
     try:
         return _spec()["paths"][path][method.lower()]
     except KeyError:
-        raise AssertionError(f"the Qdrant 1.12 spec has no operation {method.upper()} {path}") from None
+        raise AssertionError(
+            f"the Qdrant 1.12 spec has no operation {method.upper()} {path}"
+        ) from None
 
 
 def check_request(path, method, body):
     """Assert that a JSON request body matches the operation's requestBody schema."""
     operation(path, method)
-    _validate(("paths", path, method.lower(), "requestBody", "content", "application/json", "schema"), body)
+    _validate(
+        (
+            "paths",
+            path,
+            method.lower(),
+            "requestBody",
+            "content",
+            "application/json",
+            "schema",
+        ),
+        body,
+    )
 
 
 def check_response(path, method, response):
@@ -90,9 +116,14 @@ def check_response(path, method, response):
     assert key is not None, f"{method.upper()} {path}: status {code} is not documented"
     content = responses[key].get("content", {})
     media = response.headers.get("Content-Type", "").split(";")[0].strip()
-    assert media in content, f"{method.upper()} {path}: content type {media!r} is not one of {sorted(content)}"
+    assert media in content, (
+        f"{method.upper()} {path}: content type {media!r} not in {sorted(content)}"
+    )
     if media != "application/json":
         return response.content
     body = response.json()
-    _validate(("paths", path, method.lower(), "responses", key, "content", media, "schema"), body)
+    _validate(
+        ("paths", path, method.lower(), "responses", key, "content", media, "schema"),
+        body,
+    )
     return body

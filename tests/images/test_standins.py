@@ -26,7 +26,9 @@ pytestmark = pytest.mark.docker
 
 
 def _load_build_images():
-    spec = importlib.util.spec_from_file_location("build_images", ROOT / "scripts" / "build_images.py")
+    spec = importlib.util.spec_from_file_location(
+        "build_images", ROOT / "scripts" / "build_images.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -36,6 +38,7 @@ build_images = _load_build_images()
 
 
 # --- helpers -------------------------------------------------------------------------
+
 
 def wait_healthy(container, timeout=60):
     """Poll until Docker reports the container healthy; fail with its logs otherwise."""
@@ -47,8 +50,10 @@ def wait_healthy(container, timeout=60):
             return
         if state["Status"] in ("exited", "dead") or time.monotonic() > deadline:
             logs = container.logs(tail=30).decode(errors="replace")
-            pytest.fail(f"{container.name} not healthy (status {state['Status']}, "
-                        f"health {state.get('Health', {}).get('Status')}):\n{logs}")
+            pytest.fail(
+                f"{container.name} not healthy (status {state['Status']}, "
+                f"health {state.get('Health', {}).get('Status')}):\n{logs}"
+            )
         time.sleep(0.25)
 
 
@@ -66,7 +71,7 @@ def exec_in(client, container, cmd):
 
 @pytest.fixture
 def http():
-    """A requests session that ignores proxy settings: containers are reached directly."""
+    """A requests session ignoring proxy settings: containers are reached directly."""
     with requests.Session() as session:
         session.trust_env = False
         yield session
@@ -79,8 +84,9 @@ def images(docker_client):
 
 @pytest.fixture
 def network(docker_client, docker_labels):
-    net = docker_client.networks.create(f"sp-test-{uuid.uuid4().hex[:10]}", driver="bridge",
-                                        labels=docker_labels)
+    net = docker_client.networks.create(
+        f"sp-test-{uuid.uuid4().hex[:10]}", driver="bridge", labels=docker_labels
+    )
     yield net
     try:
         net.remove()
@@ -90,14 +96,19 @@ def network(docker_client, docker_labels):
 
 @pytest.fixture
 def spawn(docker_client, docker_labels, network, images):
-    """Return run(image_name, aliases=(), **kwargs) starting a container on ``network``."""
+    """Return run(image_name, aliases=(), **kwargs): a container on ``network``."""
     created = []
 
     def run(name, aliases=(), **kwargs):
         endpoint = docker_client.api.create_endpoint_config(aliases=list(aliases))
         container = docker_client.containers.run(
-            images[name], detach=True, network=network.name, labels=docker_labels,
-            networking_config={network.name: endpoint}, **kwargs)
+            images[name],
+            detach=True,
+            network=network.name,
+            labels=docker_labels,
+            networking_config={network.name: endpoint},
+            **kwargs,
+        )
         created.append(container)
         return container
 
@@ -115,16 +126,25 @@ class Qdrant:
     def __init__(self, http, base_url):
         self.http, self.base_url = http, base_url
 
-    def __call__(self, method, template, body=None, expect=200, params=None, files=None, **path):
-        url = self.base_url + template.format(**{k: quote(v, safe="") for k, v in path.items()})
+    def __call__(
+        self, method, template, body=None, expect=200, params=None, files=None, **path
+    ):
+        url = self.base_url + template.format(
+            **{k: quote(v, safe="") for k, v in path.items()}
+        )
         if body is not None:
             contract.check_request(template, method, body)
-        response = self.http.request(method, url, json=body, params=params, files=files, timeout=10)
-        assert response.status_code == expect, f"{method} {url}: {response.status_code} {response.text}"
+        response = self.http.request(
+            method, url, json=body, params=params, files=files, timeout=10
+        )
+        assert response.status_code == expect, (
+            f"{method} {url}: {response.status_code} {response.text}"
+        )
         return contract.check_response(template, method, response)
 
 
 # --- tests ---------------------------------------------------------------------------
+
 
 def test_build_all_second_call_is_cached(docker_client):
     first = build_images.build_all(docker_client, log=lambda line: None)
@@ -134,34 +154,63 @@ def test_build_all_second_call_is_cached(docker_client):
     assert second == first
     assert sorted(first) == sorted(build_images.IMAGES)
     for name, tag in first.items():
-        assert f"stackportal/{name}:{build_images.LOCAL_TAG}" in docker_client.images.get(tag).tags
+        assert (
+            f"stackportal/{name}:{build_images.LOCAL_TAG}"
+            in docker_client.images.get(tag).tags
+        )
     assert len(lines) == 1 + len(build_images.IMAGES)
     assert all(" cached" in line for line in lines), lines
 
 
 def test_postgres_standin_accepts_password_login_from_host(spawn, network):
-    pg = spawn("postgres", environment={"POSTGRES_PASSWORD": "s3cret", "POSTGRES_USER": "portal",
-                                        "POSTGRES_DB": "portal_app"})
+    pg = spawn(
+        "postgres",
+        environment={
+            "POSTGRES_PASSWORD": "s3cret",
+            "POSTGRES_USER": "portal",
+            "POSTGRES_DB": "portal_app",
+        },
+    )
     wait_healthy(pg)
     host = ip_on(pg, network)
 
-    with psycopg.connect(host=host, port=5432, user="portal", password="s3cret",
-                         dbname="portal_app", connect_timeout=5) as conn:
-        version, database = conn.execute("select version(), current_database()").fetchone()
+    with psycopg.connect(
+        host=host,
+        port=5432,
+        user="portal",
+        password="s3cret",
+        dbname="portal_app",
+        connect_timeout=5,
+    ) as conn:
+        version, database = conn.execute(
+            "select version(), current_database()"
+        ).fetchone()
     assert "PostgreSQL 15" in version
     assert database == "portal_app"
-    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
-        psycopg.connect(host=host, port=5432, user="portal", password="wrong",
-                        dbname="portal_app", connect_timeout=5)
+    with pytest.raises(
+        psycopg.OperationalError, match="password authentication failed"
+    ):
+        psycopg.connect(
+            host=host,
+            port=5432,
+            user="portal",
+            password="wrong",
+            dbname="portal_app",
+            connect_timeout=5,
+        )
 
 
-def test_redis_standin_takes_server_args_and_answers_ping(docker_client, spawn, network):
+def test_redis_standin_takes_server_args_and_answers_ping(
+    docker_client, spawn, network
+):
     container = spawn("redis", command=["redis-server", "--appendonly", "yes"])
     wait_healthy(container)
 
     code, output = exec_in(docker_client, container, ["redis-cli", "ping"])
     assert (code, output.strip()) == (0, b"PONG")
-    code, output = exec_in(docker_client, container, ["redis-cli", "config", "get", "appendonly"])
+    code, output = exec_in(
+        docker_client, container, ["redis-cli", "config", "get", "appendonly"]
+    )
     assert (code, output.split()) == (0, [b"appendonly", b"yes"])
     client = redis.Redis(host=ip_on(container, network), port=6379, socket_timeout=5)
     try:
@@ -171,27 +220,54 @@ def test_redis_standin_takes_server_args_and_answers_ping(docker_client, spawn, 
 
 
 def test_qdrant_standin_snapshot_round_trip_matches_spec(spawn, network, http):
-    container = spawn("httpstub", environment={"STANDIN_KIND": "qdrant", "STANDIN_NAME": "qdrant",
-                                               "STANDIN_PORT": str(QDRANT_PORT)})
+    container = spawn(
+        "httpstub",
+        environment={
+            "STANDIN_KIND": "qdrant",
+            "STANDIN_NAME": "qdrant",
+            "STANDIN_PORT": str(QDRANT_PORT),
+        },
+    )
     wait_healthy(container)
     q = Qdrant(http, f"http://{ip_on(container, network)}:{QDRANT_PORT}")
     coll = "docs"
-    points = [{"id": i, "vector": [i, 0.5, 0.25, 1.0], "payload": {"n": i}} for i in range(1, 26)]
+    points = [
+        {"id": i, "vector": [i, 0.5, 0.25, 1.0], "payload": {"n": i}}
+        for i in range(1, 26)
+    ]
     one_path = "/collections/{collection_name}"
     count_path = "/collections/{collection_name}/points/count"
     snapshots_path = "/collections/{collection_name}/snapshots"
     snapshot_path = "/collections/{collection_name}/snapshots/{snapshot_name}"
 
-    assert q("PUT", one_path, {"vectors": {"size": 4, "distance": "Cosine"}}, collection_name=coll)["result"] is True
+    assert (
+        q(
+            "PUT",
+            one_path,
+            {"vectors": {"size": 4, "distance": "Cosine"}},
+            collection_name=coll,
+        )["result"]
+        is True
+    )
     assert {"name": coll} in q("GET", "/collections")["result"]["collections"]
-    upsert = q("PUT", "/collections/{collection_name}/points", {"points": points},
-               params={"wait": "true"}, collection_name=coll)
+    upsert = q(
+        "PUT",
+        "/collections/{collection_name}/points",
+        {"points": points},
+        params={"wait": "true"},
+        collection_name=coll,
+    )
     assert upsert["result"]["status"] == "completed"
-    assert q("POST", count_path, {"exact": True}, collection_name=coll)["result"]["count"] == 25
+    assert (
+        q("POST", count_path, {"exact": True}, collection_name=coll)["result"]["count"]
+        == 25
+    )
     assert q("GET", one_path, collection_name=coll)["result"]["points_count"] == 25
 
     snapshot = q("POST", snapshots_path, collection_name=coll)["result"]
-    assert snapshot["name"] in [s["name"] for s in q("GET", snapshots_path, collection_name=coll)["result"]]
+    assert snapshot["name"] in [
+        s["name"] for s in q("GET", snapshots_path, collection_name=coll)["result"]
+    ]
     data = q("GET", snapshot_path, collection_name=coll, snapshot_name=snapshot["name"])
     assert len(data) == snapshot["size"]
     assert hashlib.sha256(data).hexdigest() == snapshot["checksum"]
@@ -199,42 +275,86 @@ def test_qdrant_standin_snapshot_round_trip_matches_spec(spawn, network, http):
     assert q("DELETE", one_path, collection_name=coll)["result"] is True
     q("GET", one_path, expect=404, collection_name=coll)
     location = f"file:///qdrant/storage/snapshots/{coll}/{snapshot['name']}"
-    recovered = q("PUT", "/collections/{collection_name}/snapshots/recover",
-                  {"location": location, "checksum": snapshot["checksum"]}, collection_name=coll)
+    recovered = q(
+        "PUT",
+        "/collections/{collection_name}/snapshots/recover",
+        {"location": location, "checksum": snapshot["checksum"]},
+        collection_name=coll,
+    )
     assert recovered["result"] is True
     assert q("POST", count_path, {}, collection_name=coll)["result"]["count"] == 25
-    record = q("POST", "/collections/{collection_name}/points", {"ids": [7], "with_vector": True},
-               collection_name=coll)["result"]
+    record = q(
+        "POST",
+        "/collections/{collection_name}/points",
+        {"ids": [7], "with_vector": True},
+        collection_name=coll,
+    )["result"]
     assert record == [{"id": 7, "payload": {"n": 7}, "vector": [7, 0.5, 0.25, 1.0]}]
 
-    uploaded = q("POST", "/collections/{collection_name}/snapshots/upload", collection_name="docs_copy",
-                 files={"snapshot": (snapshot["name"], data, "application/octet-stream")},
-                 params={"checksum": snapshot["checksum"]})
+    uploaded = q(
+        "POST",
+        "/collections/{collection_name}/snapshots/upload",
+        collection_name="docs_copy",
+        files={"snapshot": (snapshot["name"], data, "application/octet-stream")},
+        params={"checksum": snapshot["checksum"]},
+    )
     assert uploaded["result"] is True
-    assert q("POST", count_path, {}, collection_name="docs_copy")["result"]["count"] == 25
+    assert (
+        q("POST", count_path, {}, collection_name="docs_copy")["result"]["count"] == 25
+    )
 
-    assert q("DELETE", snapshot_path, collection_name=coll, snapshot_name=snapshot["name"])["result"] is True
+    assert (
+        q(
+            "DELETE",
+            snapshot_path,
+            collection_name=coll,
+            snapshot_name=snapshot["name"],
+        )["result"]
+        is True
+    )
     assert q("GET", snapshots_path, collection_name=coll)["result"] == []
 
 
 def test_qdrant_standin_keeps_collections_across_restart(spawn, network, http):
-    container = spawn("httpstub", environment={"STANDIN_KIND": "qdrant", "STANDIN_PORT": str(QDRANT_PORT)})
+    container = spawn(
+        "httpstub",
+        environment={"STANDIN_KIND": "qdrant", "STANDIN_PORT": str(QDRANT_PORT)},
+    )
     wait_healthy(container)
     q = Qdrant(http, f"http://{ip_on(container, network)}:{QDRANT_PORT}")
-    q("PUT", "/collections/{collection_name}", {"vectors": {"size": 2, "distance": "Dot"}}, collection_name="kept")
-    q("PUT", "/collections/{collection_name}/points",
-      {"batch": {"ids": [1, 2, 3], "vectors": [[1, 0], [0, 1], [1, 1]]}}, collection_name="kept")
+    q(
+        "PUT",
+        "/collections/{collection_name}",
+        {"vectors": {"size": 2, "distance": "Dot"}},
+        collection_name="kept",
+    )
+    q(
+        "PUT",
+        "/collections/{collection_name}/points",
+        {"batch": {"ids": [1, 2, 3], "vectors": [[1, 0], [0, 1], [1, 1]]}},
+        collection_name="kept",
+    )
 
     container.restart(timeout=10)
     wait_healthy(container)
 
     q = Qdrant(http, f"http://{ip_on(container, network)}:{QDRANT_PORT}")
-    assert q("POST", "/collections/{collection_name}/points/count", {}, collection_name="kept")["result"] == {"count": 3}
+    assert q(
+        "POST",
+        "/collections/{collection_name}/points/count",
+        {},
+        collection_name="kept",
+    )["result"] == {"count": 3}
 
 
 def test_httpstub_health_follows_its_dependencies(spawn, network, http):
-    app = spawn("httpstub", environment={"STANDIN_NAME": "webui",
-                                         "STANDIN_DEPENDS": "backend:9000,backend:9001"})
+    app = spawn(
+        "httpstub",
+        environment={
+            "STANDIN_NAME": "webui",
+            "STANDIN_DEPENDS": "backend:9000,backend:9001",
+        },
+    )
     wait_healthy(app)  # /healthz, the container healthcheck, ignores dependencies
     url = f"http://{ip_on(app, network)}:8080/health"
 
@@ -242,8 +362,11 @@ def test_httpstub_health_follows_its_dependencies(spawn, network, http):
     assert down.status_code == 503
     assert down.json()["depends"] == {"backend:9000": False, "backend:9001": False}
 
-    backend = spawn("httpstub", aliases=["backend"],
-                    environment={"STANDIN_NAME": "backend", "STANDIN_PORT": "9000,9001"})
+    backend = spawn(
+        "httpstub",
+        aliases=["backend"],
+        environment={"STANDIN_NAME": "backend", "STANDIN_PORT": "9000,9001"},
+    )
     wait_healthy(backend)
     up = http.get(url, timeout=10)
     assert up.status_code == 200
@@ -252,16 +375,23 @@ def test_httpstub_health_follows_its_dependencies(spawn, network, http):
 
 
 def test_httpstub_lists_the_configured_vllm_model(spawn, network, http):
-    container = spawn("httpstub", environment={"STANDIN_KIND": "vllm", "VLLM_MODEL": "Qwen/Qwen2.5-7B"})
+    container = spawn(
+        "httpstub",
+        environment={"STANDIN_KIND": "vllm", "VLLM_MODEL": "Qwen/Qwen2.5-7B"},
+    )
     wait_healthy(container)
 
-    models = http.get(f"http://{ip_on(container, network)}:8080/v1/models", timeout=10).json()
+    models = http.get(
+        f"http://{ip_on(container, network)}:8080/v1/models", timeout=10
+    ).json()
     assert [m["id"] for m in models["data"]] == ["Qwen/Qwen2.5-7B"]
     assert b"GET /v1/models" in container.logs()
 
 
 def test_busybox_standin_runs_shell_commands(spawn):
-    container = spawn("busybox", command=["sh", "-c", "echo hello from busybox; ls /bin | wc -l"])
+    container = spawn(
+        "busybox", command=["sh", "-c", "echo hello from busybox; ls /bin | wc -l"]
+    )
 
     assert container.wait(timeout=30)["StatusCode"] == 0
     lines = container.logs().decode().split()

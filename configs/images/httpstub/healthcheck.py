@@ -1,4 +1,5 @@
 """Container healthcheck: GET /healthz on the first port in STANDIN_PORT."""
+
 import os
 import sys
 import urllib.request

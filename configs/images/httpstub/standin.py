@@ -8,11 +8,12 @@ STANDIN_KIND     generic | vllm | qdrant (default generic)
 STANDIN_DEPENDS  comma list of host:port; GET /health checks a TCP connect to each
                  and answers 503 when one fails
 STANDIN_MODEL    model id for /v1/models (VLLM_MODEL wins when set)
-STANDIN_STORAGE  qdrant: directory for collections and snapshots (default /qdrant/storage)
+STANDIN_STORAGE  qdrant: collections and snapshots directory (default /qdrant/storage)
 
-With STANDIN_KIND=qdrant the collection, point-count and collection-snapshot endpoints
-of Qdrant 1.12 are served with Qdrant's response envelope; collections persist as JSON
-under STANDIN_STORAGE/collections, snapshots are tar files under STANDIN_STORAGE/snapshots.
+With STANDIN_KIND=qdrant the collection, point-count and collection-snapshot
+endpoints of Qdrant 1.12 are served with Qdrant's response envelope. Collections
+persist as JSON under STANDIN_STORAGE/collections; snapshots are tar files under
+STANDIN_STORAGE/snapshots.
 """
 
 import email.parser
@@ -37,14 +38,29 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 NAME = os.environ.get("STANDIN_NAME", "standin")
 KIND = os.environ.get("STANDIN_KIND", "generic")
 PORTS = [int(p) for p in os.environ.get("STANDIN_PORT", "8080").split(",") if p.strip()]
-DEPENDS = [d.strip() for d in os.environ.get("STANDIN_DEPENDS", "").split(",") if d.strip()]
-MODEL = os.environ.get("VLLM_MODEL") or os.environ.get("STANDIN_MODEL") or "standin-model"
+DEPENDS = [
+    d.strip() for d in os.environ.get("STANDIN_DEPENDS", "").split(",") if d.strip()
+]
+MODEL = (
+    os.environ.get("VLLM_MODEL") or os.environ.get("STANDIN_MODEL") or "standin-model"
+)
 STORAGE = os.environ.get("STANDIN_STORAGE", "/qdrant/storage")
 STARTED = time.time()
 
-HEALTH_PATHS = {"/", "/health", "/healthz", "/readyz", "/livez", "/live", "/ready",
-                "/minio/health/live", "/minio/health/ready", "/-/healthy", "/-/ready",
-                "/api/health"}
+HEALTH_PATHS = {
+    "/",
+    "/health",
+    "/healthz",
+    "/readyz",
+    "/livez",
+    "/live",
+    "/ready",
+    "/minio/health/live",
+    "/minio/health/ready",
+    "/-/healthy",
+    "/-/ready",
+    "/api/health",
+}
 
 
 class ApiError(Exception):
@@ -66,10 +82,11 @@ def tcp_ok(target):
 
 def check_name(name):
     if not re.fullmatch(r"[A-Za-z0-9_\-][A-Za-z0-9_.\-]{0,254}", name):
-        raise ApiError(422, f"Validation error in path parameters: [collection_name: {name!r} is invalid]")
+        raise ApiError(422, f"Validation error: collection_name {name!r} is invalid")
 
 
 # --- Qdrant store --------------------------------------------------------------------
+
 
 class QdrantStore:
     """Collections in memory, written through to JSON files so restarts keep them."""
@@ -121,20 +138,32 @@ class QdrantStore:
         elif "batch" in body:
             batch = body["batch"]
             payloads = batch.get("payloads") or [None] * len(batch["ids"])
-            points = [{"id": i, "vector": v, "payload": p}
-                      for i, v, p in zip(batch["ids"], batch["vectors"], payloads)]
+            points = [
+                {"id": i, "vector": v, "payload": p}
+                for i, v, p in zip(
+                    batch["ids"], batch["vectors"], payloads, strict=True
+                )
+            ]
         else:
-            raise ApiError(422, "Format error in JSON body: expected `points` or `batch`")
+            raise ApiError(
+                422, "Format error in JSON body: expected `points` or `batch`"
+            )
         with self.lock:
             coll = self.get(name)
             size = (coll["config"].get("vectors") or {}).get("size")
             for point in points:
                 vector = point.get("vector")
                 if size and isinstance(vector, list) and len(vector) != size:
-                    raise ApiError(400, "Wrong input: Vector dimension error: "
-                                        f"expected dim: {size}, got {len(vector)}")
+                    raise ApiError(
+                        400,
+                        "Wrong input: Vector dimension error: "
+                        f"expected dim: {size}, got {len(vector)}",
+                    )
                 coll["points"][json.dumps(point["id"])] = {
-                    "id": point["id"], "vector": vector, "payload": point.get("payload") or {}}
+                    "id": point["id"],
+                    "vector": vector,
+                    "payload": point.get("payload") or {},
+                }
             self.save(coll)
             self.operation_id += 1
             return {"operation_id": self.operation_id, "status": "completed"}
@@ -142,33 +171,57 @@ class QdrantStore:
     def info(self, name):
         coll = self.get(name)
         return {
-            "status": "green", "optimizer_status": "ok", "indexed_vectors_count": 0,
-            "points_count": len(coll["points"]), "segments_count": 1, "payload_schema": {},
+            "status": "green",
+            "optimizer_status": "ok",
+            "indexed_vectors_count": 0,
+            "points_count": len(coll["points"]),
+            "segments_count": 1,
+            "payload_schema": {},
             "config": {
-                "params": {"vectors": coll["config"].get("vectors", {}), "shard_number": 1,
-                           "replication_factor": 1, "write_consistency_factor": 1,
-                           "on_disk_payload": True},
-                "hnsw_config": {"m": 16, "ef_construct": 100, "full_scan_threshold": 10000,
-                                "max_indexing_threads": 0, "on_disk": False},
-                "optimizer_config": {"deleted_threshold": 0.2, "vacuum_min_vector_number": 1000,
-                                     "default_segment_number": 0, "max_segment_size": None,
-                                     "memmap_threshold": None, "indexing_threshold": 20000,
-                                     "flush_interval_sec": 5, "max_optimization_threads": None},
+                "params": {
+                    "vectors": coll["config"].get("vectors", {}),
+                    "shard_number": 1,
+                    "replication_factor": 1,
+                    "write_consistency_factor": 1,
+                    "on_disk_payload": True,
+                },
+                "hnsw_config": {
+                    "m": 16,
+                    "ef_construct": 100,
+                    "full_scan_threshold": 10000,
+                    "max_indexing_threads": 0,
+                    "on_disk": False,
+                },
+                "optimizer_config": {
+                    "deleted_threshold": 0.2,
+                    "vacuum_min_vector_number": 1000,
+                    "default_segment_number": 0,
+                    "max_segment_size": None,
+                    "memmap_threshold": None,
+                    "indexing_threshold": 20000,
+                    "flush_interval_sec": 5,
+                    "max_optimization_threads": None,
+                },
                 "wal_config": {"wal_capacity_mb": 32, "wal_segments_ahead": 0},
                 "quantization_config": None,
             },
         }
 
-    # Snapshots are tar files holding collection.json, like Qdrant's (differently laid out) tars.
+    # Snapshots are tar files holding collection.json (Qdrant's own tars hold segments).
     def snapshot_dir(self, name):
         return os.path.join(self.snapshots_dir, name)
 
     def describe(self, path):
         with open(path, "rb") as f:
             checksum = hashlib.sha256(f.read()).hexdigest()
-        return {"name": os.path.basename(path),
-                "creation_time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(os.path.getmtime(path))),
-                "size": os.path.getsize(path), "checksum": checksum}
+        return {
+            "name": os.path.basename(path),
+            "creation_time": time.strftime(
+                "%Y-%m-%dT%H:%M:%S", time.gmtime(os.path.getmtime(path))
+            ),
+            "size": os.path.getsize(path),
+            "checksum": checksum,
+        }
 
     def create_snapshot(self, name):
         with self.lock:
@@ -182,10 +235,7 @@ class QdrantStore:
             member.size, member.mtime = len(data), int(time.time())
             tar.addfile(member, io.BytesIO(data))
         os.replace(path + ".tmp", path)
-        description = self.describe(path)
-        with open(path + ".checksum", "w") as f:
-            f.write(description["checksum"])
-        return description
+        return self.describe(path)
 
     def snapshot_path(self, name, snapshot):
         self.get(name)
@@ -198,13 +248,14 @@ class QdrantStore:
         self.get(name)
         folder = self.snapshot_dir(name)
         names = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
-        return [self.describe(os.path.join(folder, n)) for n in names if n.endswith(".snapshot")]
+        return [
+            self.describe(os.path.join(folder, n))
+            for n in names
+            if n.endswith(".snapshot")
+        ]
 
     def delete_snapshot(self, name, snapshot):
-        path = self.snapshot_path(name, snapshot)
-        for victim in (path, path + ".checksum"):
-            if os.path.exists(victim):
-                os.remove(victim)
+        os.remove(self.snapshot_path(name, snapshot))
         return True
 
     def recover(self, name, data, checksum=None):
@@ -224,7 +275,7 @@ class QdrantStore:
 
 
 def fetch_location(location):
-    """Bytes of a snapshot named by a file:// or http(s):// location (SnapshotRecover)."""
+    """Bytes of the snapshot at a file:// or http(s):// location (SnapshotRecover)."""
     parsed = urllib.parse.urlparse(location)
     try:
         if parsed.scheme == "file":
@@ -234,7 +285,9 @@ def fetch_location(location):
             with urllib.request.urlopen(location, timeout=30) as response:
                 return response.read()
     except OSError as exc:
-        raise ApiError(400, f"Wrong input: Snapshot {location} can't be read: {exc}") from exc
+        raise ApiError(
+            400, f"Wrong input: Snapshot {location} can't be read: {exc}"
+        ) from exc
     raise ApiError(400, f"Wrong input: unsupported snapshot location {location}")
 
 
@@ -247,13 +300,23 @@ def recover_body(handler, name):
 
 
 def recover_upload(handler, name):
-    """POST .../snapshots/upload: multipart/form-data with the file in field `snapshot`."""
+    """POST .../snapshots/upload: multipart/form-data, the file in field `snapshot`."""
     head = f"Content-Type: {handler.headers.get('Content-Type', '')}\r\n\r\n".encode()
-    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + handler.body)
-    parts = [p for p in message.iter_parts() if p.get_param("name", header="content-disposition") == "snapshot"]
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        head + handler.body
+    )
+    parts = [
+        p
+        for p in message.iter_parts()
+        if p.get_param("name", header="content-disposition") == "snapshot"
+    ]
     if not parts:
         raise ApiError(400, "Wrong input: multipart field `snapshot` is missing")
-    return STORE.recover(name, parts[0].get_payload(decode=True), handler.query.get("checksum", [None])[0])
+    return STORE.recover(
+        name,
+        parts[0].get_payload(decode=True),
+        handler.query.get("checksum", [None])[0],
+    )
 
 
 def count_points(handler, name):
@@ -265,7 +328,11 @@ def count_points(handler, name):
 def get_points(handler, name):
     body, points = handler.json_body(), STORE.get(name)["points"]
     keep = ("id", "payload", "vector") if body.get("with_vector") else ("id", "payload")
-    return [{k: points[json.dumps(i)][k] for k in keep} for i in body.get("ids", []) if json.dumps(i) in points]
+    return [
+        {k: points[json.dumps(i)][k] for k in keep}
+        for i in body.get("ids", [])
+        if json.dumps(i) in points
+    ]
 
 
 def download(handler, name, snapshot):
@@ -275,21 +342,42 @@ def download(handler, name, snapshot):
 
 STORE = QdrantStore(STORAGE) if KIND == "qdrant" else None
 NAME_RE, SNAP_RE = r"/collections/([^/]+)", r"/collections/([^/]+)/snapshots/([^/]+)"
-# (method, path pattern, function(handler, *path parameters) -> result); spec operationIds in comments
+# (method, path pattern, function(handler, *path parameters) -> result).
+# Comments name the spec's operationIds.
 ROUTES = [
-    ("GET", r"/collections", lambda h: {"collections": [{"name": n} for n in sorted(STORE.collections)]}),
-    ("GET", NAME_RE, lambda h, n: STORE.info(n)),                                 # get_collection
-    ("PUT", NAME_RE, lambda h, n: STORE.create(n, h.json_body())),                # create_collection
-    ("DELETE", NAME_RE, lambda h, n: STORE.delete(n)),                            # delete_collection
-    ("PUT", NAME_RE + "/points", lambda h, n: STORE.upsert(n, h.json_body())),    # upsert_points
-    ("POST", NAME_RE + "/points", get_points),                                    # get_points
-    ("POST", NAME_RE + "/points/count", count_points),                            # count_points
-    ("GET", NAME_RE + "/snapshots", lambda h, n: STORE.list_snapshots(n)),        # list_snapshots
-    ("POST", NAME_RE + "/snapshots", lambda h, n: STORE.create_snapshot(n)),      # create_snapshot
-    ("PUT", NAME_RE + "/snapshots/recover", recover_body),                        # recover_from_snapshot
-    ("POST", NAME_RE + "/snapshots/upload", recover_upload),                      # recover_from_uploaded_snapshot
-    ("GET", SNAP_RE, download),                                                   # get_snapshot
-    ("DELETE", SNAP_RE, lambda h, n, s: STORE.delete_snapshot(n, s)),             # delete_snapshot
+    (
+        "GET",
+        r"/collections",
+        lambda h: {"collections": [{"name": n} for n in sorted(STORE.collections)]},
+    ),
+    ("GET", NAME_RE, lambda h, n: STORE.info(n)),  # get_collection
+    ("PUT", NAME_RE, lambda h, n: STORE.create(n, h.json_body())),  # create_collection
+    ("DELETE", NAME_RE, lambda h, n: STORE.delete(n)),  # delete_collection
+    (
+        "PUT",
+        NAME_RE + "/points",
+        lambda h, n: STORE.upsert(n, h.json_body()),
+    ),  # upsert_points
+    ("POST", NAME_RE + "/points", get_points),  # get_points
+    ("POST", NAME_RE + "/points/count", count_points),  # count_points
+    (
+        "GET",
+        NAME_RE + "/snapshots",
+        lambda h, n: STORE.list_snapshots(n),
+    ),  # list_snapshots
+    (
+        "POST",
+        NAME_RE + "/snapshots",
+        lambda h, n: STORE.create_snapshot(n),
+    ),  # create_snapshot
+    ("PUT", NAME_RE + "/snapshots/recover", recover_body),  # recover_from_snapshot
+    (
+        "POST",
+        NAME_RE + "/snapshots/upload",
+        recover_upload,
+    ),  # recover_from_uploaded_snapshot
+    ("GET", SNAP_RE, download),  # get_snapshot
+    ("DELETE", SNAP_RE, lambda h, n, s: STORE.delete_snapshot(n, s)),  # delete_snapshot
 ]
 
 
@@ -304,7 +392,11 @@ class Handler(BaseHTTPRequestHandler):
 
     def send(self, code, body, content_type="application/json"):
         if not isinstance(body, bytes):
-            body = json.dumps(body).encode() if content_type == "application/json" else body.encode()
+            body = (
+                json.dumps(body).encode()
+                if content_type == "application/json"
+                else body.encode()
+            )
         self.send_response(code)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
@@ -320,7 +412,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def qdrant(self, path, started):
         """Serve a Qdrant route; False when none matches."""
-        for method, pattern, function in ROUTES:
+        for method, pattern, function in ROUTES:  # noqa: B007 - used after break
             match = re.fullmatch(pattern, path)
             if method == self.command and match:
                 break
@@ -329,18 +421,26 @@ class Handler(BaseHTTPRequestHandler):
         try:
             result = function(self, *(urllib.parse.unquote(g) for g in match.groups()))
         except Exception as exc:  # noqa: BLE001 - answer 500 instead of dropping the connection
-            code = exc.code if isinstance(exc, ApiError) else 500
-            if code == 500:
+            if not isinstance(exc, ApiError):
                 traceback.print_exc()
-            self.send(code, {"status": {"error": str(exc)}, "result": None, "time": time.time() - started})
+            self.send(
+                getattr(exc, "code", 500),
+                {
+                    "status": {"error": str(exc)},
+                    "result": None,
+                    "time": time.time() - started,
+                },
+            )
+            return True
+        if isinstance(result, bytes):
+            self.send(200, result, "application/octet-stream")
+        elif self.query.get("wait") == ["false"] and self.command != "GET":
+            # wait=false asks for 202 "accepted"; having finished already is allowed.
+            self.send(202, {"status": "accepted", "time": time.time() - started})
         else:
-            if isinstance(result, bytes):
-                self.send(200, result, "application/octet-stream")
-            elif self.query.get("wait") == ["false"] and self.command != "GET":
-                # wait=false asks for 202 "accepted"; having finished already is allowed.
-                self.send(202, {"status": "accepted", "time": time.time() - started})
-            else:
-                self.send(200, {"result": result, "status": "ok", "time": time.time() - started})
+            self.send(
+                200, {"result": result, "status": "ok", "time": time.time() - started}
+            )
         return True
 
     def route(self):
@@ -349,22 +449,33 @@ class Handler(BaseHTTPRequestHandler):
         path, self.query = url.path.rstrip("/") or "/", urllib.parse.parse_qs(url.query)
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
             self.close_connection = True
-            return self.send(411, {"status": {"error": "chunked bodies are not supported"}, "time": 0})
-        # Read every body up front so a keep-alive connection stays in step whatever the answer.
+            return self.send(
+                411,
+                {"status": {"error": "chunked bodies are not supported"}, "time": 0},
+            )
+        # Read every body up front: keep-alive connections stay in step on any answer.
         self.body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         if STORE is not None and self.qdrant(path, started):
             return
         if self.command in ("GET", "HEAD") and path in HEALTH_PATHS:
             return self.health(path)
         if self.command in ("GET", "HEAD") and path in ("/v1/models", "/models"):
-            return self.send(200, {"object": "list", "data": [
-                {"id": MODEL, "object": "model", "created": int(STARTED),
-                 "owned_by": NAME, "root": MODEL, "parent": None}]})
-        if self.command == "POST" and path in ("/v1/chat/completions", "/v1/completions"):
-            return self.send(200, {"id": "standin-1", "object": "chat.completion", "model": MODEL,
-                                   "created": int(time.time()), "choices": [
-                                       {"index": 0, "finish_reason": "stop",
-                                        "message": {"role": "assistant", "content": f"{NAME} stand-in"}}]})
+            return self.send(
+                200,
+                {
+                    "object": "list",
+                    "data": [
+                        {
+                            "id": MODEL,
+                            "object": "model",
+                            "created": int(STARTED),
+                            "owned_by": NAME,
+                            "root": MODEL,
+                            "parent": None,
+                        }
+                    ],
+                },
+            )
         self.send(404, {"name": NAME, "error": f"no route for {self.command} {path}"})
 
     do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = do_PATCH = route
@@ -373,8 +484,20 @@ class Handler(BaseHTTPRequestHandler):
         if KIND == "qdrant" and path in ("/healthz", "/readyz", "/livez"):
             return self.send(200, "healthz check passed", "text/plain")
         if KIND == "qdrant" and path == "/":
-            return self.send(200, {"title": "qdrant - vector search engine", "version": "1.12.0", "commit": None})
-        body = {"name": NAME, "kind": KIND, "status": "ok", "uptime": round(time.time() - STARTED, 3)}
+            return self.send(
+                200,
+                {
+                    "title": "qdrant - vector search engine",
+                    "version": "1.12.0",
+                    "commit": None,
+                },
+            )
+        body = {
+            "name": NAME,
+            "kind": KIND,
+            "status": "ok",
+            "uptime": round(time.time() - STARTED, 3),
+        }
         code = 200
         if path == "/health" and DEPENDS:
             body["depends"] = {target: tcp_ok(target) for target in DEPENDS}
@@ -388,10 +511,12 @@ def main():
     for server in servers:  # ThreadingHTTPServer: one daemon thread per request
         threading.Thread(target=server.serve_forever, daemon=True).start()
     stop = threading.Event()
-    # PID 1 gets no default signal handling: without these handlers "docker stop" waits 10 s.
+    # PID 1 has no default signal handling: without these "docker stop" waits 10 s.
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    print(f"{NAME}: {KIND} stand-in listening on {','.join(map(str, PORTS))}", flush=True)
+    print(
+        f"{NAME}: {KIND} stand-in listening on {','.join(map(str, PORTS))}", flush=True
+    )
     stop.wait()
     for server in servers:
         server.shutdown()
