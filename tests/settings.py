@@ -7,14 +7,25 @@ os.environ.setdefault(
 )
 os.environ.setdefault("CHANNELS_PREFIX", "portal-test")
 
+# One SQLite file per test session, so parallel runs never share it. It goes
+# into the environment so worker processes spawned by tests inherit it.
+os.environ.setdefault(
+    "PORTAL_TEST_DB",
+    os.path.join(
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        ".state",
+        f"test-{os.getpid()}.sqlite3",
+    ),
+)
+
 from portal.settings import *  # noqa: E402,F401,F403
 
 # Each test gets its own SQLite file through pytest-django; workers spawned by
 # tests use the same file (see tests/conftest.py).
 DATABASES["default"] = {  # noqa: F405
     "ENGINE": "django.db.backends.sqlite3",
-    "NAME": os.environ.get("PORTAL_TEST_DB", str(BASE_DIR / ".state" / "test.sqlite3")),  # noqa: F405
+    "NAME": os.environ["PORTAL_TEST_DB"],
     "OPTIONS": {"timeout": 30},
-    "TEST": {"NAME": os.environ.get("PORTAL_TEST_DB", str(BASE_DIR / ".state" / "test.sqlite3"))},  # noqa: F405
+    "TEST": {"NAME": os.environ["PORTAL_TEST_DB"]},
 }
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
