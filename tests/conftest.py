@@ -108,3 +108,87 @@ def run_jobs(redis_conn):
         return worker
 
     return run
+
+
+@pytest.fixture
+def worker_process(redis_conn, tmp_path):
+    """Return a function starting a real worker process (``manage.py run_worker``).
+
+    The worker shares the test's SQLite file and Redis database; call it
+    from ``@pytest.mark.django_db(transaction=True)`` tests so it sees the
+    rows. Each call waits until the worker has registered in Redis and
+    returns its ``Popen`` (with ``.name`` and ``.log_path``). Teardown
+    kills every worker with SIGKILL (work horses die with their worker).
+    """
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from django.conf import settings
+    from django.db import connection
+
+    root = Path(__file__).resolve().parent.parent
+    started = []
+
+    def start(
+        *,
+        kind="default",
+        name=None,
+        imports=("tests.portal.runners",),
+        reap_interval=1,
+        extra_args=(),
+        environ=None,
+    ):
+        name = name or f"test-{RUN_ID}-{len(started) + 1}"
+        log_path = tmp_path / f"{name}.log"
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "tests.settings",
+            "PORTAL_TEST_DB": str(connection.settings_dict["NAME"]),
+            "PORTAL_TEST_REDIS_URL": TEST_REDIS_URL,
+            "REDIS_URL": settings.REDIS_URL,
+            "CHANNELS_PREFIX": settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"],
+            **(environ or {}),
+        }
+        argv = [sys.executable, "manage.py", "run_worker", "--name", name]
+        if kind:
+            argv += ["--kind", kind]
+        for module in imports:
+            argv += ["--import", module]
+        if reap_interval:
+            argv += ["--reap-interval", str(reap_interval)]
+        argv += list(extra_args)
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(
+                argv,
+                cwd=root,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        proc.name, proc.log_path = name, log_path
+        started.append(proc)
+        key = f"rq:worker:{name}"
+        if kind is None:
+            key = f"rq:worker:{name}.default"
+        deadline = time.monotonic() + 30
+        while not redis_conn.exists(key):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"Worker {name} did not start:\n{log_path.read_text()[-3000:]}"
+                )
+            time.sleep(0.05)
+        return proc
+
+    yield start
+    import signal
+
+    for proc in started:
+        try:
+            # The whole session: a supervisor's children too.
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(timeout=10)

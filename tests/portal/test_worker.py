@@ -1,0 +1,198 @@
+"""Operations on real worker processes (``manage.py run_worker``) and Redis."""
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+from portal.choices import OperationStatus
+from portal.models import Operation, OperationLogLine
+from portal.operations import cancel_operation, request_operation
+
+from .helpers import texts, wait_finished, wait_for
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+
+def steps(user, environment, stack=None, kind="test.steps", **parameters):
+    return request_operation(
+        kind, user=user, environment=environment, stack=stack, parameters=parameters
+    )
+
+
+def wait_running(operation, lines=1, timeout=30):
+    def running():
+        operation.refresh_from_db()
+        return (
+            operation.status == OperationStatus.RUNNING
+            and operation.lines.count() >= lines
+        )
+
+    wait_for(running, timeout, message=f"{operation.pk} to run {lines} lines")
+
+
+def test_enqueued_operation_finishes_on_worker_process(
+    worker_process, operator, environment, stack
+):
+    worker = worker_process()
+    operation = steps(operator, environment, stack, steps=3)
+    wait_finished(operation)
+    assert operation.status == OperationStatus.SUCCEEDED, operation.error
+    assert operation.worker_name == worker.name
+    assert texts(operation) == ["step 1 of 3", "step 2 of 3", "step 3 of 3"]
+    assert operation.result == {"steps": 3}
+
+
+def test_ten_concurrent_requests_on_one_stack_run_one_at_a_time(
+    worker_process, operator, environment, stack
+):
+    """Two workers, ten simultaneous requests: no overlap, request order, whole logs."""
+    workers = {worker_process().name, worker_process().name}
+    barrier = threading.Barrier(10)
+    ids, errors = [], []
+
+    def request():
+        try:
+            barrier.wait()
+            op = steps(operator, environment, stack, steps=5, sleep=0.02)
+            ids.append(op.pk)
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=request) for _ in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert len(ids) == 10
+
+    operations = list(Operation.objects.filter(pk__in=ids))
+    for operation in operations:
+        wait_finished(operation, timeout=60)
+        assert operation.status == OperationStatus.SUCCEEDED, operation.error
+        assert operation.worker_name in workers
+
+    by_start = sorted(operations, key=lambda op: op.started)
+    # Started strictly in request (ticket) order ...
+    assert [op.ticket for op in by_start] == sorted(op.ticket for op in operations)
+    # ... and never two at once.
+    for before, after in zip(by_start, by_start[1:]):
+        assert before.finished <= after.started
+
+    # Each log is whole and no two logs interleave in time.
+    spans = []
+    for operation in by_start:
+        lines = list(operation.lines.order_by("seq"))
+        assert [line.seq for line in lines] == [1, 2, 3, 4, 5]
+        assert [line.text for line in lines] == [f"step {n} of 5" for n in range(1, 6)]
+        spans.append((lines[0].created, lines[-1].created))
+        assert operation.started <= lines[0].created
+        assert lines[-1].created <= operation.finished
+    for (_, end), (start, _) in zip(spans, spans[1:]):
+        assert end < start
+
+
+def _pick(workers, name):
+    (worker,) = [w for w in workers if w.name == name]
+    return worker
+
+
+def test_worker_killed_mid_operation_is_abandoned_and_stack_released(
+    worker_process, operator, environment, stack
+):
+    workers = [worker_process(), worker_process()]
+    doomed = steps(operator, environment, stack, steps=400, sleep=0.05)
+    wait_running(doomed, lines=2)
+    victim = _pick(workers, doomed.worker_name)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+
+    following = steps(operator, environment, stack, steps=2)
+    wait_finished(doomed, timeout=60)
+    assert doomed.status == OperationStatus.FAILED
+    assert doomed.error.startswith("Abandoned: ")
+    assert victim.name in doomed.error
+
+    wait_finished(following, timeout=60)
+    assert following.status == OperationStatus.SUCCEEDED
+    assert following.worker_name != victim.name
+
+    # The work horse died with its worker: the abandoned log stays closed.
+    count = doomed.lines.count()
+    assert OperationLogLine.objects.filter(operation=doomed, seq=doomed.last_seq).get(
+        text=doomed.error
+    )
+    time.sleep(0.5)
+    assert doomed.lines.count() == count
+
+
+def _children(pid):
+    tasks = Path(f"/proc/{pid}/task")
+    found = []
+    for task in tasks.iterdir():
+        found += [int(p) for p in (task / "children").read_text().split()]
+    return found
+
+
+def test_killed_work_horse_fails_operation_at_once(
+    worker_process, operator, environment, stack
+):
+    worker = worker_process()
+    operation = steps(operator, environment, stack, steps=400, sleep=0.05)
+    wait_running(operation, lines=2)
+    (horse,) = _children(worker.pid)
+    os.kill(horse, signal.SIGKILL)
+    wait_finished(operation, timeout=15)
+    assert operation.status == OperationStatus.FAILED
+    assert f"work horse (pid {horse})" in operation.error
+    assert "signal 9" in operation.error
+    # The worker itself lives on and runs the next operation.
+    following = steps(operator, environment, stack, steps=1)
+    wait_finished(following)
+    assert following.status == OperationStatus.SUCCEEDED
+
+
+def test_cancel_stops_running_operation_between_steps(
+    worker_process, operator, environment, stack
+):
+    worker_process()
+    operation = steps(operator, environment, stack, steps=200, sleep=0.05)
+    wait_running(operation, lines=3)
+    cancel_operation(operation, user=operator)
+    wait_finished(operation)
+    assert operation.status == OperationStatus.CANCELED
+    assert operation.error == "Canceled by olga."
+    assert operation.result is None
+    lines = texts(operation)
+    assert lines[-1] == "Canceled by olga."
+    ran = [line for line in lines if line.startswith("step ")]
+    assert 3 <= len(ran) < 200
+    assert ran == [f"step {n} of 200" for n in range(1, len(ran) + 1)]
+
+
+def test_run_worker_keeps_long_and_short_apart(
+    worker_process, operator, environment, stack, other_stack
+):
+    """A long job on the long worker does not delay a short one."""
+    worker_process(kind=None)
+    long = steps(
+        operator, environment, stack, kind="test.long-steps", steps=60, sleep=0.05
+    )
+    assert long.queue_name == "long"
+    wait_running(long)
+    short = steps(operator, environment, other_stack, steps=1)
+    wait_finished(short)
+    long.refresh_from_db()
+    assert short.status == OperationStatus.SUCCEEDED
+    assert long.status == OperationStatus.RUNNING
+    assert short.worker_name.endswith(".default")
+    assert long.worker_name.endswith(".long")
+    wait_finished(long)
+    assert long.status == OperationStatus.SUCCEEDED
