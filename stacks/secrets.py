@@ -1,0 +1,274 @@
+"""Variable references in service configuration, and their resolution.
+
+Service definitions carry references, never secret values:
+``POSTGRES_PASSWORD: ${POSTGRES_PASSWORD}``. The database stores the
+reference text; :func:`resolve` turns it into the value only when a container
+is created, from the environment of the process that creates it (see
+:func:`environ_for`).
+
+The syntax is Compose's interpolation syntax:
+
+``$$``                  a literal ``$``
+``$VAR``, ``${VAR}``    the value of VAR; unset is an error (:class:`MissingSecret`)
+``${VAR:-default}``     default when VAR is unset or empty
+``${VAR-default}``      default when VAR is unset
+``${VAR:?message}``     error with message when VAR is unset or empty
+``${VAR?message}``      error with message when VAR is unset
+
+Unlike Compose, an unset variable without a default is an error rather than
+an empty string: a container started with an empty password is worse than
+one that does not start.
+"""
+
+import os
+import re
+from pathlib import Path
+
+__all__ = [
+    "REDACTED",
+    "SECRET_NAME_RE",
+    "InvalidReference",
+    "MissingSecret",
+    "environ_for",
+    "invalid_references",
+    "is_reference",
+    "is_secret_name",
+    "load_env_file",
+    "redact",
+    "references",
+    "resolve",
+    "resolve_all",
+]
+
+#: Variable names whose values are secrets: they must be references where an
+#: environment requires it, and :func:`redact` hides them.
+SECRET_NAME_RE = re.compile(r"PASSWORD|SECRET|_KEY|TOKEN|SALT", re.IGNORECASE)
+
+REDACTED = "********"
+
+_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
+# One token: an escaped dollar, a braced reference (with an optional
+# operator and argument), an unbraced reference, or a dollar that starts none
+# of these (invalid).
+_TOKEN_RE = re.compile(
+    r"\$(?:"
+    r"(?P<escape>\$)"
+    # Nested references in a default (${A:-${B}}) are not supported: the
+    # argument may not contain "$", so they fail as invalid instead of
+    # resolving to the wrong text.
+    rf"|\{{(?P<braced>{_NAME})(?:(?P<op>:-|-|:\?|\?)(?P<arg>[^}}$]*))?\}}"
+    rf"|(?P<named>{_NAME})"
+    r"|(?P<invalid>)"
+    r")"
+)
+_PURE_RE = re.compile(rf"\$\{{({_NAME})\}}")
+_PURE_WITH_DEFAULT_RE = re.compile(rf"\$\{{({_NAME})(?::?-[^}}$]*)?\}}")
+
+
+class MissingSecret(Exception):
+    """A referenced variable is not set and the reference has no default."""
+
+    def __init__(self, variable, service=None, message=None):
+        self.variable = variable
+        self.service = service
+        where = f" (service {service})" if service else ""
+        detail = f": {message}" if message else " and the reference has no default"
+        super().__init__(f"variable {variable} is not set{where}{detail}")
+
+
+class InvalidReference(ValueError):
+    """A ``$`` that starts no valid reference (write ``$$`` for a dollar)."""
+
+
+def is_secret_name(name):
+    """Return whether the variable ``name`` holds a secret."""
+    return bool(SECRET_NAME_RE.search(str(name)))
+
+
+def is_reference(value, *, allow_default=False):
+    """Return whether ``value`` is exactly one ``${VAR}`` reference.
+
+    With ``allow_default``, ``${VAR:-default}`` and ``${VAR-default}`` count
+    too. Anything else (plain text, text around a reference, ``$VAR``) does
+    not.
+    """
+    if not isinstance(value, str):
+        return False
+    pattern = _PURE_WITH_DEFAULT_RE if allow_default else _PURE_RE
+    return bool(pattern.fullmatch(value))
+
+
+def references(value):
+    """Return the names of the variables ``value`` refers to, in order, once.
+
+    Lists and dicts are searched recursively (dict values only).
+    """
+    found = []
+    for text in _strings(value):
+        for match in _TOKEN_RE.finditer(text):
+            name = match.group("braced") or match.group("named")
+            if name and name not in found:
+                found.append(name)
+    return found
+
+
+def invalid_references(value):
+    """Return the strings in ``value`` that hold a ``$`` starting nothing.
+
+    ``"cost $5"`` is invalid (write ``"cost $$5"``); ``"${A"`` is invalid too.
+    """
+    bad = []
+    for text in _strings(value):
+        if any(m.group("invalid") is not None for m in _TOKEN_RE.finditer(text)):
+            bad.append(text)
+    return bad
+
+
+def resolve(value, environ=None, *, service=None):
+    """Return ``value`` with every reference replaced by its variable's value.
+
+    Args:
+        value: the text to resolve; anything but a string is returned as is.
+        environ: where variables are looked up; ``os.environ`` when None.
+        service: named in the error message when a variable is missing.
+
+    Raises:
+        MissingSecret: a variable is unset and its reference has no default.
+        InvalidReference: a ``$`` starts no valid reference.
+    """
+    if not isinstance(value, str) or "$" not in value:
+        return value
+    if environ is None:
+        environ = os.environ
+
+    def substitute(match):
+        if match.group("escape") is not None:
+            return "$"
+        if match.group("invalid") is not None:
+            raise InvalidReference(
+                f"invalid variable reference in {value!r} at position "
+                f"{match.start()} (write $$ for a literal dollar)"
+            )
+        name = match.group("braced") or match.group("named")
+        op, arg = match.group("op"), match.group("arg") or ""
+        current = environ.get(name)
+        if op == ":-":
+            return current if current else arg
+        if op == "-":
+            return arg if current is None else current
+        if op == ":?":
+            if not current:
+                raise MissingSecret(name, service, arg or "set and non-empty required")
+            return current
+        if op == "?":
+            if current is None:
+                raise MissingSecret(name, service, arg or "required")
+            return current
+        if current is None:
+            raise MissingSecret(name, service)
+        return current
+
+    return _TOKEN_RE.sub(substitute, value)
+
+
+def resolve_all(value, environ=None, *, service=None):
+    """Return a copy of ``value`` with every string in it resolved.
+
+    Dict keys are left alone; lists and dicts are walked recursively.
+    """
+    if environ is None:
+        environ = os.environ
+    if isinstance(value, str):
+        return resolve(value, environ, service=service)
+    if isinstance(value, dict):
+        return {k: resolve_all(v, environ, service=service) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [resolve_all(v, environ, service=service) for v in value]
+    return value
+
+
+def redact(mapping):
+    """Return a copy of ``mapping`` with secret-named values replaced.
+
+    Keys matching :data:`SECRET_NAME_RE` get ``"********"``; nested dicts are
+    redacted too, and lists of ``"NAME=value"`` strings (Compose's list
+    form of ``environment``) have their secret values replaced.
+    """
+    if isinstance(mapping, dict):
+        result = {}
+        for key, value in mapping.items():
+            if is_secret_name(key) and not isinstance(value, (dict, list)):
+                result[key] = REDACTED
+            else:
+                result[key] = redact(value)
+        return result
+    if isinstance(mapping, list):
+        return [_redact_item(item) for item in mapping]
+    return mapping
+
+
+def _redact_item(item):
+    if isinstance(item, str) and "=" in item:
+        name, _, _ = item.partition("=")
+        if is_secret_name(name):
+            return f"{name}={REDACTED}"
+        return item
+    return redact(item)
+
+
+def load_env_file(path):
+    """Return the variables of a ``NAME=value`` file (``.env`` format).
+
+    Blank lines and ``#`` comments are skipped, ``export`` is allowed, and one
+    pair of matching quotes around a value is removed. Values are not
+    interpolated.
+    """
+    variables = {}
+    for raw in Path(path).read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("export "):
+            line = line[len("export ") :].lstrip()
+        name, sep, value = line.partition("=")
+        name = name.strip()
+        if not sep or not re.fullmatch(_NAME, name):
+            continue
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        variables[name] = value
+    return variables
+
+
+def environ_for(environment, base=None):
+    """Return the variables references resolve against in ``environment``.
+
+    From lowest to highest precedence: the environment's
+    ``settings["variables"]`` (non-secret defaults such as the demo's),
+    ``base`` (``os.environ`` when None), then the file
+    ``<PORTAL_CONFIG_DIR>/env/<environment name>.env`` when it exists, so
+    several environments can keep different values for the same name on one
+    worker.
+    """
+    from django.conf import settings
+
+    variables = {}
+    declared = (getattr(environment, "settings", None) or {}).get("variables") or {}
+    variables.update({str(k): "" if v is None else str(v) for k, v in declared.items()})
+    variables.update(os.environ if base is None else base)
+    env_file = Path(settings.PORTAL_CONFIG_DIR) / "env" / f"{environment.name}.env"
+    if env_file.is_file():
+        variables.update(load_env_file(env_file))
+    return variables
+
+
+def _strings(value):
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _strings(item)
