@@ -1,0 +1,436 @@
+"""Import of the configuration files into the models.
+
+:func:`import_configs` validates ``stacks.yaml`` (and, next to it,
+``retention-policies.yaml`` and ``backup-strategies.yaml``), then writes the
+stacks file into the models in one transaction and returns an
+:class:`ImportReport`. Any error stops the import before anything is
+written. Objects that are in the database but no longer in the file are
+reported as "not in file" and kept, unless ``prune`` is given.
+"""
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import ProtectedError, RestrictedError
+
+from .loader import ConfigError, Issue, display_path, load_yaml
+from .policies import check_backup_strategies, check_retention_policies
+from .schema import parse_stacks
+
+__all__ = [
+    "ACTIONS",
+    "ImportReport",
+    "ReportEntry",
+    "default_stacks_file",
+    "import_configs",
+    "validate_configs",
+]
+
+CREATED, UPDATED, UNCHANGED, NOT_IN_FILE, DELETED = (
+    "created",
+    "updated",
+    "unchanged",
+    "not in file",
+    "deleted",
+)
+ACTIONS = (CREATED, UPDATED, UNCHANGED, NOT_IN_FILE, DELETED)
+
+SERVICE_FIELDS = (
+    "description",
+    "category",
+    "image",
+    "build",
+    "command",
+    "entrypoint",
+    "environment",
+    "ports",
+    "volumes",
+    "healthcheck",
+    "gpu",
+    "gpu_count",
+    "restart",
+    "user",
+    "shm_size",
+    "extra",
+    "order",
+)
+ENVIRONMENT_FIELDS = (
+    "alias",
+    "description",
+    "docker_host",
+    "protected",
+    "subnet_pool",
+    "port_offset",
+    "bind_address",
+    "gpu_enabled",
+    "require_secret_refs",
+    "settings",
+    "order",
+)
+
+
+@dataclass
+class ReportEntry:
+    """What the import did to one object."""
+
+    kind: str
+    name: str
+    action: str
+    changes: list = field(default_factory=list)
+
+    def __str__(self):
+        text = f"{self.action:<12} {self.kind} {self.name}"
+        if self.changes:
+            text += f" ({', '.join(self.changes)})"
+        return text
+
+
+@dataclass
+class ImportReport:
+    """The outcome of an import, one entry per object."""
+
+    file: str
+    dry_run: bool = False
+    prune: bool = False
+    entries: list = field(default_factory=list)
+    warnings: list = field(default_factory=list)
+    checked_files: list = field(default_factory=list)
+
+    def add(self, kind, name, action, changes=()):
+        self.entries.append(ReportEntry(kind, name, action, list(changes)))
+
+    def counts(self):
+        """Return ``{action: number of objects}`` for every action."""
+        counted = Counter(e.action for e in self.entries)
+        return {action: counted.get(action, 0) for action in ACTIONS}
+
+    def changed(self):
+        """Return whether the import created, updated or deleted anything."""
+        counts = self.counts()
+        return bool(counts[CREATED] or counts[UPDATED] or counts[DELETED])
+
+    def summary(self):
+        """Return the one-line summary printed after the entries."""
+        counts = self.counts()
+        parts = ", ".join(f"{counts[a]} {a}" for a in ACTIONS)
+        text = f"{self.file}: {parts}"
+        if self.dry_run:
+            text += " (dry run: nothing was written)"
+        return text
+
+
+def default_stacks_file():
+    """Return ``<PORTAL_CONFIG_DIR>/stacks.yaml``."""
+    return Path(settings.PORTAL_CONFIG_DIR) / "stacks.yaml"
+
+
+def validate_configs(path=None):
+    """Validate the stacks file and its companions; return what was parsed.
+
+    Returns ``(StacksConfig, warnings, checked file names)``.
+
+    Raises:
+        ConfigError: with every issue found in all files.
+    """
+    path = Path(path or default_stacks_file())
+    name = display_path(path)
+    document, issues = load_yaml(path, name=name)
+    if document is None:
+        raise ConfigError(issues)
+    parsed, errors, warnings = parse_stacks(document, name)
+    issues.extend(errors)
+    checked = [name]
+    environments = parsed.environment_names()
+    volumes = set(parsed.volumes)
+    for filename, check, kwargs in (
+        (
+            "retention-policies.yaml",
+            check_retention_policies,
+            {"environments": environments, "volumes": volumes},
+        ),
+        (
+            "backup-strategies.yaml",
+            check_backup_strategies,
+            {"environments": environments},
+        ),
+    ):
+        companion = path.parent / filename
+        if not companion.exists():
+            continue
+        companion_name = display_path(companion)
+        checked.append(companion_name)
+        doc, companion_issues = load_yaml(companion, name=companion_name)
+        issues.extend(companion_issues)
+        if doc is not None:
+            issues.extend(check(doc, companion_name, **kwargs))
+    if issues:
+        raise ConfigError(issues)
+    return parsed, warnings, checked
+
+
+def import_configs(path=None, *, dry_run=False, prune=False):
+    """Import ``path`` (default ``configs/stacks.yaml``) into the models.
+
+    Everything happens in one transaction, which a dry run rolls back, so the
+    report of a dry run is exactly what a real run would do.
+
+    Raises:
+        ConfigError: the files have errors; nothing was written.
+    """
+    parsed, warnings, checked = validate_configs(path)
+    report = ImportReport(
+        file=checked[0],
+        dry_run=dry_run,
+        prune=prune,
+        warnings=warnings,
+        checked_files=checked,
+    )
+    with transaction.atomic():
+        _Sync(parsed, report).run()
+        if dry_run:
+            transaction.set_rollback(True)
+    return report
+
+
+class _Sync:
+    def __init__(self, parsed, report):
+        self.parsed = parsed
+        self.report = report
+        self.prunable = []
+
+    def run(self):
+        from ..models import (
+            ConfigValue,
+            Environment,
+            Network,
+            NetworkOverride,
+            Service,
+            ServiceOverride,
+            Stack,
+            Volume,
+        )
+
+        parsed = self.parsed
+        # config
+        for key, value in parsed.config.items():
+            self.upsert(ConfigValue, "config", key, {"key": key}, {"value": value})
+        self.missing(ConfigValue, "config", "key", set(parsed.config))
+
+        # stacks, then their dependencies once all exist
+        stacks = {}
+        for name, spec in parsed.stacks.items():
+            stacks[name] = self.upsert(
+                Stack,
+                "stack",
+                name,
+                {"name": name},
+                {
+                    "description": spec["description"],
+                    "environment_variables": spec["environment_variables"],
+                    "order": spec["order"],
+                },
+            )
+        for name, spec in parsed.stacks.items():
+            self.set_m2m(
+                "stack",
+                name,
+                stacks[name].depends_on,
+                [stacks[d] for d in spec["dependencies"]],
+                "depends_on",
+            )
+        self.missing(Stack, "stack", "name", set(parsed.stacks))
+
+        for name, spec in parsed.networks.items():
+            self.upsert(
+                Network,
+                "network",
+                name,
+                {"name": name},
+                {
+                    "stack": stacks[spec["stack"]],
+                    "driver": spec["driver"],
+                    "subnet": spec["subnet"],
+                    "gateway": spec["gateway"],
+                    "internal": spec["internal"],
+                },
+            )
+        self.missing(Network, "network", "name", set(parsed.networks))
+
+        for name, spec in parsed.volumes.items():
+            self.upsert(
+                Volume,
+                "volume",
+                name,
+                {"name": name},
+                {
+                    "stack": stacks[spec["stack"]],
+                    "driver": spec["driver"],
+                    "data_type": spec["data_type"],
+                    "description": spec["description"],
+                },
+            )
+        self.missing(Volume, "volume", "name", set(parsed.volumes))
+
+        services = {}
+        for name, spec in parsed.services.items():
+            values = {f: spec[f] for f in SERVICE_FIELDS}
+            values["stack"] = stacks[spec["stack"]]
+            services[name] = self.upsert(
+                Service, "service", name, {"name": name}, values
+            )
+        for name, spec in parsed.services.items():
+            self.set_m2m(
+                "service",
+                name,
+                services[name].depends_on,
+                [services[d] for d in spec["depends_on"]],
+                "depends_on",
+            )
+        self.missing(Service, "service", "name", set(parsed.services))
+
+        environments = {}
+        # Aliases are unique; clear the ones that move so a swap of aliases
+        # between two environments does not trip the constraint midway.
+        moving = {e["alias"]: n for n, e in parsed.environments.items() if e["alias"]}
+        for env in Environment.objects.exclude(alias=""):
+            if env.alias in moving and moving[env.alias] != env.name:
+                env.alias = ""
+                env.save(update_fields=["alias"])
+        for name, spec in parsed.environments.items():
+            environments[name] = self.upsert(
+                Environment,
+                "environment",
+                name,
+                {"name": name},
+                {f: spec[f] for f in ENVIRONMENT_FIELDS},
+            )
+        self.missing(Environment, "environment", "name", set(parsed.environments))
+
+        networks = {n.name: n for n in Network.objects.all()}
+        wanted = set()
+        for env_name, spec in parsed.environments.items():
+            for net_name, override in spec["network_overrides"].items():
+                label = f"{env_name}/{net_name}"
+                wanted.add((env_name, net_name))
+                self.upsert(
+                    NetworkOverride,
+                    "network override",
+                    label,
+                    {
+                        "environment": environments[env_name],
+                        "network": networks[net_name],
+                    },
+                    {"subnet": override["subnet"], "gateway": override["gateway"]},
+                )
+        self.missing_pairs(NetworkOverride, "network override", "network", wanted)
+
+        wanted = set()
+        for env_name, spec in parsed.environments.items():
+            for svc_name, override in spec["service_overrides"].items():
+                label = f"{env_name}/{svc_name}"
+                wanted.add((env_name, svc_name))
+                self.upsert(
+                    ServiceOverride,
+                    "service override",
+                    label,
+                    {
+                        "environment": environments[env_name],
+                        "service": services[svc_name],
+                    },
+                    {"values": override["values"]},
+                )
+        self.missing_pairs(ServiceOverride, "service override", "service", wanted)
+
+        if self.report.prune:
+            self.prune()
+
+    # -- helpers
+    def upsert(self, model, kind, name, lookup, values):
+        obj = model.objects.filter(**lookup).first()
+        if obj is None:
+            obj = model(**lookup, **values)
+            obj.save()
+            self.report.add(kind, name, CREATED)
+            return obj
+        changes = []
+        for attr, value in values.items():
+            current = getattr(obj, attr)
+            if current != value:
+                setattr(obj, attr, value)
+                changes.append(attr)
+        if changes:
+            obj.save()
+            self.report.add(kind, name, UPDATED, changes)
+        else:
+            self.report.add(kind, name, UNCHANGED)
+        return obj
+
+    def set_m2m(self, kind, name, manager, targets, label):
+        current = {o.pk for o in manager.all()}
+        if current == {o.pk for o in targets}:
+            return
+        manager.set(targets)
+        # The object's own entry was just added by upsert: amend it.
+        for item in reversed(self.report.entries):
+            if item.kind == kind and item.name == name:
+                if item.action == UNCHANGED:
+                    item.action = UPDATED
+                if item.action == UPDATED:
+                    item.changes.append(label)
+                break
+
+    def missing(self, model, kind, field_name, present):
+        for obj in model.objects.exclude(**{f"{field_name}__in": present}):
+            name = getattr(obj, field_name)
+            self.report.add(kind, name, NOT_IN_FILE)
+            self.prunable.append((kind, name, obj))
+
+    def missing_pairs(self, model, kind, other, wanted):
+        for obj in model.objects.select_related("environment", other):
+            key = (obj.environment.name, getattr(obj, other).name)
+            if key not in wanted:
+                label = "/".join(key)
+                self.report.add(kind, label, NOT_IN_FILE)
+                self.prunable.append((kind, label, obj))
+
+    def prune(self):
+        # Overrides first, environments and stacks last: a cascade must not
+        # take away an object the report has not named.
+        order = [
+            "service override",
+            "network override",
+            "service",
+            "volume",
+            "network",
+            "environment",
+            "stack",
+            "config",
+        ]
+        issues = []
+        for kind in order:
+            for item_kind, name, obj in self.prunable:
+                if item_kind != kind:
+                    continue
+                try:
+                    with transaction.atomic():
+                        obj.delete()
+                except (ProtectedError, RestrictedError) as exc:
+                    blockers = sorted({str(o) for o in exc.args[1]})[:5]
+                    issues.append(
+                        Issue(
+                            self.report.file,
+                            0,
+                            "",
+                            f"cannot delete {kind} {name}: still referenced by "
+                            f"{', '.join(blockers)}",
+                        )
+                    )
+                    continue
+                for entry in self.report.entries:
+                    if entry.kind == kind and entry.name == name:
+                        entry.action = DELETED
+        if issues:
+            raise ConfigError(issues)
