@@ -1,6 +1,7 @@
 """A service, a network and a port as they are in one environment."""
 
 import ipaddress
+import re
 from itertools import combinations
 
 import pytest
@@ -27,7 +28,7 @@ from stacks.models import (
 )
 from stacks.secrets import MissingSecret, environ_for
 
-from .test_config_support import minimal, write_config
+from .test_config_support import CONFIG_DIR, minimal, write_config
 
 
 @pytest.fixture
@@ -328,3 +329,20 @@ def test_effective_service_override_removes_variables(tmp_path, db):
     vllm = effective_service(service("vllm"), env("development"))
     assert vllm["environment"] == {"X": "1"}
     assert vllm["gpu"] is True
+
+
+@pytest.mark.parametrize("name", ["development", "staging", "production", "testing"])
+def test_env_example_names_every_required_variable(real, name, settings, tmp_path):
+    settings.PORTAL_CONFIG_DIR = tmp_path
+    example = CONFIG_DIR / "env" / f"{name}.env.example"
+    names = re.findall(r"^#? ?([A-Z][A-Z0-9_]*)=", example.read_text(), flags=re.M)
+    environ = {variable: "set" for variable in names}
+    environment = env(name)
+    for row in Service.objects.all():
+        resolve_service(row, environment, environ)
+
+
+def test_env_examples_hold_no_values():
+    for example in (CONFIG_DIR / "env").glob("*.env.example"):
+        for line in example.read_text().splitlines():
+            assert not line or line.startswith("#"), (example.name, line)
