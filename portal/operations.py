@@ -674,8 +674,7 @@ def _finish_locked(operation, status, *, result=None, error="", last_seq=None):
         pk=operation.pk, status__in=OperationStatus.ACTIVE
     ).update(**fields):
         return False
-    for name, value in fields.items():
-        setattr(operation, name, value)
+    operation.refresh_from_db()
     _dispatch_ready(operation.environment_id)
     transaction.on_commit(partial(_publish_status, operation))
     return True

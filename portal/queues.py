@@ -20,10 +20,12 @@ from urllib.parse import urlsplit
 import django_rq
 from django.conf import settings
 from django_rq.jobs import get_job_class
-from django_rq.queues import get_queue_class
+from django_rq.queues import DjangoRQ, get_result_ttl
+from rq.queue import Queue
 
 __all__ = [
     "QUEUE_KINDS",
+    "HostQueue",
     "get_queue",
     "host_slug",
     "queue_for",
@@ -63,6 +65,23 @@ def queue_name_for(environment, kind="default"):
     return kind if slug is None else f"host-{slug}-{kind}"
 
 
+class HostQueue(DjangoRQ):
+    """A queue made at runtime, not listed in ``RQ_QUEUES``.
+
+    django-rq looks up a queue's result TTL by its name in ``RQ_QUEUES``;
+    a host queue takes the settings of the configured queue of its kind.
+    """
+
+    def original_enqueue_call(self, *args, **kwargs):
+        kwargs.setdefault("result_ttl", get_result_ttl(_settings_name(self.name)))
+        return Queue.enqueue_call(self, *args, **kwargs)
+
+
+def _settings_name(name):
+    kind = name.rsplit("-", 1)[-1]
+    return kind if kind in settings.RQ_QUEUES else "default"
+
+
 def get_queue(name):
     """Return the RQ queue called ``name``, configured or per host.
 
@@ -71,10 +90,8 @@ def get_queue(name):
     """
     if name in settings.RQ_QUEUES:
         return django_rq.get_queue(name, commit_mode="auto")
-    kind = name.rsplit("-", 1)[-1]
-    base = kind if kind in settings.RQ_QUEUES else "default"
-    queue_class = get_queue_class(settings.RQ_QUEUES[base])
-    return queue_class(
+    base = _settings_name(name)
+    return HostQueue(
         name,
         connection=django_rq.get_connection(base),
         default_timeout=settings.RQ_QUEUES[base].get("DEFAULT_TIMEOUT"),

@@ -196,3 +196,18 @@ def test_run_worker_keeps_long_and_short_apart(
     assert long.worker_name.endswith(".long")
     wait_finished(long)
     assert long.status == OperationStatus.SUCCEEDED
+
+
+def test_worker_for_an_environment_serves_its_hosts_queue(
+    worker_process, make_user, stack
+):
+    from stacks.models import Environment
+
+    gpu = Environment.objects.create(name="gpu", docker_host="tcp://10.0.4.7:2376")
+    worker = worker_process(extra_args=["--env", "gpu"])
+    admin = make_user("root", is_superuser=True)
+    operation = steps(admin, gpu, stack, steps=2)
+    assert operation.queue_name == "host-10-0-4-7-2376-default"
+    wait_finished(operation)
+    assert operation.status == OperationStatus.SUCCEEDED
+    assert operation.worker_name == worker.name
