@@ -142,6 +142,18 @@ def validate_configs(path=None):
         raise ConfigError(issues)
     parsed, errors, warnings = parse_stacks(document, name)
     issues.extend(errors)
+    project = parsed.config.get("project_name")
+    if project and project != settings.PORTAL_PROJECT:
+        config = document.get("config") if isinstance(document, dict) else None
+        warnings.append(
+            Issue(
+                name,
+                getattr(config, "lines", {}).get("project_name", 0),
+                "config.project_name",
+                f"{project!r} differs from PORTAL_PROJECT {settings.PORTAL_PROJECT!r}, "
+                "which names the Compose projects",
+            )
+        )
     checked = [name]
     environments = parsed.environment_names()
     volumes = set(parsed.volumes)

@@ -563,3 +563,28 @@ def test_real_file_has_no_errors_or_warnings():
         "configs/retention-policies.yaml",
         "configs/backup-strategies.yaml",
     ]
+
+
+def test_project_name_differing_from_settings_warns(tmp_path, settings):
+    settings.PORTAL_PROJECT = "other"
+    path = write_config(tmp_path, minimal())
+    _, warnings, _ = validate_configs(path)
+    line = line_of(path, "project_name: multimodal")
+    assert [str(w) for w in warnings] == [
+        f"{path}:{line}: config.project_name: 'multimodal' differs from "
+        "PORTAL_PROJECT 'other', which names the Compose projects"
+    ]
+
+
+def test_secret_variables_in_settings_of_a_strict_environment(tmp_path):
+    data = minimal()
+    data["environments"]["production"]["settings"] = {
+        "variables": {"POSTGRES_PASSWORD": "x", "POSTGRES_DB": "app"}
+    }
+    path = write_config(tmp_path, data)
+    line = line_of(path, "POSTGRES_PASSWORD: x")
+    assert (
+        f"{path}:{line}: environments.production.settings.variables.POSTGRES_PASSWORD: "
+        "secret variables cannot be set in the file where environment production "
+        "requires ${VAR} references"
+    ) in errors_of(path)
