@@ -15,3 +15,34 @@ demo:
 images:
 	@[ -x .venv/bin/python ] || scripts/setup.sh
 	.venv/bin/python scripts/build_images.py
+
+# --- Stacks ------------------------------------------------------------------
+# make start-core [ENVIRONMENT=demo] [PORTAL_USER=admin] [STACK_ARGS=...]
+# and stop-, restart-, status-, logs- for each of the six stacks. They run
+# `manage.py stack` (an operation with its log, lock and audit trail);
+# STACK_ARGS passes more options, e.g. "--with-dependencies", "--service
+# postgres", "--remove" or "--enqueue --wait". Without PORTAL_USER the
+# command acts as PORTAL_SYSTEM_USER.
+STACKS := core inference ai ui testing monitoring
+ENVIRONMENT ?= demo
+PORTAL_USER ?=
+STACK_ARGS ?=
+STACK_CMD = .venv/bin/python manage.py stack
+STACK_OPTS = --env $(ENVIRONMENT) $(if $(PORTAL_USER),--user $(PORTAL_USER)) $(STACK_ARGS)
+
+.PHONY: $(foreach verb,start stop restart status logs,$(addprefix $(verb)-,$(STACKS)))
+
+$(addprefix start-,$(STACKS)): start-%:
+	$(STACK_CMD) start $* $(STACK_OPTS)
+
+$(addprefix stop-,$(STACKS)): stop-%:
+	$(STACK_CMD) stop $* $(STACK_OPTS)
+
+$(addprefix restart-,$(STACKS)): restart-%:
+	$(STACK_CMD) restart $* $(STACK_OPTS)
+
+$(addprefix status-,$(STACKS)): status-%:
+	$(STACK_CMD) status $* $(STACK_OPTS)
+
+$(addprefix logs-,$(STACKS)): logs-%:
+	$(STACK_CMD) logs $* --follow $(STACK_OPTS)
