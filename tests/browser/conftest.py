@@ -55,7 +55,7 @@ def live_server_url(transactional_db, redis_url, tmp_path):
                 "127.0.0.1",
                 "-p",
                 str(port),
-                "tests.browser.asgi:application",
+                "portal.asgi:application",
             ],
             cwd=ROOT,
             env=env,
