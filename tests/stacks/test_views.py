@@ -188,3 +188,18 @@ def test_stack_action_get_not_allowed(client, world, action):
     env, web, users = world
     client.force_login(users["operator"])
     assert client.get(_action_url(env, web, action)).status_code == 405
+
+
+@pytest.mark.parametrize("action", ACTIONS)
+def test_stack_action_operator_queues_operation(client, world, action, redis_conn):
+    """An operator's POST creates the operation and lands on its page."""
+    from portal.models import Operation
+
+    env, web, users = world
+    client.force_login(users["operator"])
+    response = client.post(_action_url(env, web, action))
+    operation = Operation.objects.get()
+    assert response.status_code == 302
+    assert response.url == operation.get_absolute_url()
+    assert operation.requested_by == users["operator"]
+    assert action in operation.kind
