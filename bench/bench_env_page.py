@@ -40,8 +40,8 @@ from django.test.utils import CaptureQueriesContext, setup_test_environment  # n
 from django.urls import reverse  # noqa: E402
 
 from portal.models import RoleAssignment  # noqa: E402
+from stacks.docker import client_for  # noqa: E402
 from stacks.models import Environment, Service, Stack  # noqa: E402
-from stacks.status import get_client  # noqa: E402
 
 BUSYBOX = "stackportal/busybox:local"
 BENCH_LABEL = "portal.bench"
@@ -150,7 +150,7 @@ def main():
         time.sleep(1.5)  # let the "exit 0" ones exit
 
         docker_requests = []
-        shared = get_client(env.docker_host)
+        shared = client_for(env)
         shared.api.hooks["response"].append(
             lambda r, *a, **k: docker_requests.append(r.request.path_url)
         )

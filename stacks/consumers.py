@@ -71,7 +71,6 @@ import hashlib
 import heapq
 import json
 import logging
-import os
 import re
 import threading
 import time
@@ -79,7 +78,6 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import parse_qs
 
-import docker
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
@@ -88,14 +86,9 @@ from requests.exceptions import RequestException
 
 from portal.permissions import user_can
 
+from .docker import StackError, client_for
 from .models import Environment, Stack
-from .status import (
-    COMPOSE_SERVICE_LABEL,
-    ENV_LABEL,
-    SERVICE_LABEL,
-    STACK_LABEL,
-    get_client,
-)
+from .status import COMPOSE_SERVICE_LABEL, ENV_LABEL, SERVICE_LABEL, STACK_LABEL
 
 __all__ = ["ContainerLogConsumer", "LineBuffer", "get_config", "logs_group"]
 
@@ -278,7 +271,8 @@ class ContainerLogConsumer(AsyncWebsocketConsumer):
         if isinstance(found, int):
             await self.close(code=found)
             return
-        self.environment, self.docker_host, self.stack, self.services = found
+        self.environment_row, self.stack, self.services = found
+        self.environment = self.environment_row.name
         self.service = kwargs.get("service")
         self.group = logs_group(self.environment, self.stack, self.service)
 
@@ -294,7 +288,6 @@ class ContainerLogConsumer(AsyncWebsocketConsumer):
         self.followers_lock = threading.Lock()
         self.sent_seq = 0
         self.acked_seq = 0
-        self.client = None
         self.tasks = []
 
         if self.channel_layer is not None:
@@ -368,23 +361,13 @@ class ContainerLogConsumer(AsyncWebsocketConsumer):
         services = list(stack.services.values_list("name", flat=True))
         if service_name is not None and service_name not in services:
             return 4404
-        return environment.name, environment.docker_host, stack.name, services
+        return environment, stack.name, services
 
     def _docker(self):
-        # A client per connection: its followers hold one pooled connection
-        # each for as long as they run, and closing it ends them all. The
-        # API version comes from the shared client, so no negotiation here.
-        with self.followers_lock:
-            if self.client is None:
-                shared = get_client(self.docker_host)
-                self.client = docker.from_env(
-                    environment={**os.environ, "DOCKER_HOST": self.docker_host},
-                    use_ssh_client=self.docker_host.startswith("ssh://"),
-                    version=shared.api.api_version,
-                    max_pool_size=256,
-                    timeout=30,
-                )
-            return self.client
+        # The process-wide client of the environment's host. Each follower
+        # holds one of its connections while it runs; closing the stream
+        # (not the client) ends it.
+        return client_for(self.environment_row)
 
     def _list(self):
         filters = [f"{ENV_LABEL}={self.environment}", f"{STACK_LABEL}={self.stack}"]
@@ -549,8 +532,6 @@ class ContainerLogConsumer(AsyncWebsocketConsumer):
             followers = list(self.followers.values())
         for follower in followers:
             self._close_stream(follower)
-        if self.client is not None:
-            self.client.close()
         for follower in followers:
             if follower.thread is not None:
                 follower.thread.join(timeout=5)
@@ -578,7 +559,7 @@ class ContainerLogConsumer(AsyncWebsocketConsumer):
                         {"type": "containers", "containers": _public(containers)}
                     )
                 known = state
-            except (DockerException, RequestException, OSError) as exc:
+            except (StackError, DockerException, RequestException, OSError) as exc:
                 self.buffer.put_event({"type": "error", "message": f"Docker: {exc}"})
             self.rescan.clear()
             try:

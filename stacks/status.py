@@ -8,15 +8,13 @@ containers are joined to the configured stacks and services by their
 ones). Everything returned is plain JSON-able dicts.
 """
 
-import os
 import re
-import threading
 from datetime import UTC, datetime
 
-import docker
 from docker.errors import DockerException
 from requests.exceptions import RequestException
 
+from .docker import StackError, client_for
 from .models import Stack
 
 __all__ = [
@@ -25,7 +23,6 @@ __all__ = [
     "STACK_LABEL",
     "environment_status",
     "environments_status",
-    "get_client",
     "list_containers",
 ]
 
@@ -34,9 +31,6 @@ STACK_LABEL = "portal.stack"
 SERVICE_LABEL = "portal.service"
 COMPOSE_SERVICE_LABEL = "com.docker.compose.service"
 
-_clients = {}
-_clients_lock = threading.Lock()
-
 # "Up 3 minutes (healthy)", "Up About an hour (health: starting)",
 # "Exited (137) 5 seconds ago", "Restarting (1) 2 seconds ago", "Created".
 _HEALTH_RE = re.compile(r"\((healthy|unhealthy|health: starting)\)\s*$")
@@ -44,25 +38,6 @@ _EXIT_RE = re.compile(r"^(?:Exited|Restarting) \((-?\d+)\)")
 _UP_RE = re.compile(
     r"^Up (.+?)(?: \(Paused\))?(?: \((?:healthy|unhealthy|health: starting)\))?$"
 )
-
-
-def get_client(docker_host):
-    """Return a Docker client for ``docker_host``, shared per process.
-
-    The client is cached so a refresh costs one request, not a version
-    negotiation plus a request. TLS and SSH settings come from the usual
-    DOCKER_* variables of the process environment.
-    """
-    with _clients_lock:
-        client = _clients.get(docker_host)
-        if client is None:
-            client = docker.from_env(
-                environment={**os.environ, "DOCKER_HOST": docker_host},
-                use_ssh_client=docker_host.startswith("ssh://"),
-                timeout=30,
-            )
-            _clients[docker_host] = client
-        return client
 
 
 def list_containers(client, environment=None):
@@ -81,37 +56,37 @@ def environment_status(environment, *, client=None, stacks=None):
     """Return the state of every stack and service of ``environment``.
 
     Args:
-        client: Docker client to use; default: the shared one of the
-            environment's docker host.
+        client: Docker client to use; default: the environment's shared
+            one (``stacks.docker.client_for``).
         stacks: configured stacks with their services prefetched; default:
             all of them.
     """
     if stacks is None:
         stacks = _configured_stacks()
     try:
-        client = client or get_client(environment.docker_host)
+        client = client or client_for(environment)
         containers = list_containers(client, environment)
-    except (DockerException, RequestException, OSError) as exc:
+    except (StackError, DockerException, RequestException, OSError) as exc:
         return _build(environment, stacks, [], error=_describe(exc))
     return _build(environment, stacks, containers)
 
 
-def environments_status(environments, *, client_for=None):
+def environments_status(environments, *, get_client=None):
     """Return ``{name: status}`` for several environments.
 
     Environments sharing a Docker host cost one list request together.
-    ``client_for(docker_host)`` defaults to :func:`get_client`.
+    ``get_client(environment)`` defaults to ``stacks.docker.client_for``.
     """
-    client_for = client_for or get_client
+    get_client = get_client or client_for
     stacks = _configured_stacks()
     by_host = {}
     for env in environments:
         by_host.setdefault(env.docker_host, []).append(env)
     result = {}
-    for host, envs in by_host.items():
+    for envs in by_host.values():
         try:
-            containers = list_containers(client_for(host))
-        except (DockerException, RequestException, OSError) as exc:
+            containers = list_containers(get_client(envs[0]))
+        except (StackError, DockerException, RequestException, OSError) as exc:
             for env in envs:
                 result[env.name] = _build(env, stacks, [], error=_describe(exc))
             continue
@@ -130,6 +105,8 @@ def _configured_stacks():
 
 
 def _describe(exc):
+    if isinstance(exc, StackError):
+        return str(exc)
     return f"Docker engine not reachable: {exc.__class__.__name__}: {exc}"
 
 
