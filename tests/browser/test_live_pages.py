@@ -106,6 +106,17 @@ def test_environment_page_and_logs_page_live(
     expect(output.locator(".line", has_text="api request")).to_have_count(0)
     page.check('#container-logs input[name="service"][value="api"]')
 
+    # Pause holds new lines back; resume shows them.
+    page.click('#container-logs [data-action="pause"]')
+    shown = output.locator(".line").count()
+    expect(page.locator("#container-logs [data-counts]")).to_contain_text(
+        "held while paused", timeout=5000
+    )
+    page.wait_for_timeout(500)
+    assert output.locator(".line").count() == shown
+    page.click('#container-logs [data-action="pause"]')
+    expect(output.locator(".line")).not_to_have_count(shown)
+
     with page.expect_download() as download:
         page.click('#container-logs [data-action="download"]')
     text = open(download.value.path()).read()
