@@ -204,8 +204,6 @@ class _Parser:
         self.errors = []
         self.warnings = []
         self.result = StacksConfig()
-        # name -> line info for cross checks
-        self.service_docs = {}
 
     # -- reporting
     def error(self, container, key, path, message):
@@ -345,10 +343,10 @@ class _Parser:
         self.check_ownership()
         self.check_service_dependencies()
         self.check_service_volumes()
-        self.check_default_subnets(networks_doc)
+        self.check_default_subnets()
         if envs_doc is not None:
             self.parse_environments(envs_doc)
-            self.check_environments(envs_doc)
+            self.check_environments()
         return self.result
 
     # -- config
@@ -1134,7 +1132,7 @@ class _Parser:
         rows.sort(key=lambda r: (r[0], r[1], r[2]))
         return [(name, n["subnet"], n["gateway"] or "") for _, _, name, n in rows]
 
-    def check_default_subnets(self, networks_doc):
+    def check_default_subnets(self):
         seen = []
         for name, network in self.result.networks.items():
             if not network["subnet"]:
@@ -1220,7 +1218,6 @@ class _Parser:
                         f"{env['subnet_pool']!r} is not a valid CIDR ({exc})",
                     )
                     env["subnet_pool"] = ""
-                    env["_bad_pool"] = True
             self.environment_overrides(values, path, env, templates)
             self.result.environments[name] = env
         self.check_aliases()
@@ -1336,7 +1333,7 @@ class _Parser:
             taken[alias] = f"alias of {name}"
 
     # -- cross checks per environment
-    def check_environments(self, envs_doc):
+    def check_environments(self):
         networks = self.ordered_networks()
         plans = {}
         for name, env in self.result.environments.items():
@@ -1354,7 +1351,7 @@ class _Parser:
                 continue
             self.check_plan_overlaps(name, env, plans[name])
             self.check_secret_refs(name, env)
-            self.check_ports(name, env)
+            env["_published"] = self.published(env)
         self.check_shared_hosts(plans)
 
     def _plan_location(self, env, network):
@@ -1516,9 +1513,6 @@ class _Parser:
             container, key = self.result.services[service]["_values"], "ports"
             path = f"services.{service}.ports"
         self.error(container, key, path, f"in environment {env_name}: {message}")
-
-    def check_ports(self, name, env):
-        env["_published"] = self.published(env)
 
     def _first_port_clash(self, env_a, env_b):
         published_b = env_b.get("_published") or {}
