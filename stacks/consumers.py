@@ -561,6 +561,11 @@ class ContainerLogConsumer(AsyncWebsocketConsumer):
                 known = state
             except (StackError, DockerException, RequestException, OSError) as exc:
                 self.buffer.put_event({"type": "error", "message": f"Docker: {exc}"})
+            except Exception:  # noqa: BLE001 - keep following; say so.
+                logger.exception("log stream of %s failed", self.group)
+                self.buffer.put_event(
+                    {"type": "error", "message": "Internal error; see the server log."}
+                )
             self.rescan.clear()
             try:
                 await asyncio.wait_for(
