@@ -299,3 +299,26 @@ async def test_logs_resume_with_since_has_no_gap(world, make_container):
     for service in ("alpha", "beta"):
         seen = numbers(combined, service)
         assert seen == list(range(seen[0], seen[0] + len(seen))), service
+
+
+async def test_logs_rescan_event_on_group(world, make_container, settings):
+    """`logs.rescan` sent to group logs.<env>.<stack> makes the consumer read
+    the container list at once (an operation just started a container)."""
+    from channels.layers import get_channel_layer
+
+    from stacks.consumers import logs_group
+
+    settings.PORTAL_CONTAINER_LOGS = {"RELIST_INTERVAL": 60}
+    env, web, users = world
+    make_container(env, web, "alpha", counter("alpha"))
+    comm = communicator(env, web, users["viewer"], "tail=1")
+    assert (await comm.connect())[0]
+    client = Client(comm)
+    await client.until(lambda: "tail.done" in client.types())
+    await asyncio.to_thread(make_container, env, web, "beta", counter("beta"))
+    await get_channel_layer().group_send(
+        logs_group(env.name, web.name), {"type": "logs.rescan"}
+    )
+    await client.until(lambda: len(numbers(client.lines, "beta")) >= 3, timeout=10)
+    await comm.disconnect()
+    assert logs_group(env.name, web.name) == f"logs.{env.name}.web"
