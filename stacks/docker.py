@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import queue
+import re
 import socket
 import threading
 import time
@@ -249,9 +250,13 @@ def ensure_image(client, ref, *, service, log, pull=True, progress_every=5.0):
     return image_id
 
 
+_LAYER_ID = re.compile(r"[0-9a-f]{12}")
+
+
 def _log_pull_event(event, layers, log, service, every):
     layer, status = event.get("id"), event.get("status", "")
-    if not layer or ":" in layer:  # "latest: Pulling from ...", digests
+    if not layer or not _LAYER_ID.fullmatch(layer):
+        # "Pulling from library/x" (id: the tag), "Digest: ...", "Status: ..."
         if status:
             log.info(f"{service}: {status}")
         return

@@ -389,3 +389,78 @@ def test_named_volume_mount_survives_recreate(docker_client, world):
     assert action == "recreated"
     result = docker_client.containers.get(new_id).exec_run(["cat", "/data/file"])
     assert result.output.strip() == b"kept"
+
+
+def test_stream_logs_follows_until_stopped(docker_client, world):
+    import threading
+
+    net = world[3]
+    net_id = adapter.ensure_network(docker_client, net, log=log)
+    spec = service(
+        world,
+        "ticker",
+        command=[
+            "sh",
+            "-c",
+            "i=0; while [ $i -lt 600 ]; do echo tick-$i; i=$((i+1)); sleep 0.1; done",
+        ],
+    )
+    apply(docker_client, spec, net_id, net)
+    stop = threading.Event()
+    seen = []
+    for name, line in adapter.stream_logs(
+        docker_client, world[2], follow=True, tail=0, stop=stop
+    ):
+        seen.append((name, line))
+        if len(seen) == 5:
+            stop.set()
+    assert len(seen) == 5
+    assert all(name == "ticker" and line.startswith("tick-") for name, line in seen)
+    numbers = [int(line.split("-")[1]) for _, line in seen]
+    assert numbers == sorted(numbers)
+
+
+class Collect:
+    """A log with the runner's interface that keeps the lines."""
+
+    def __init__(self):
+        self.lines = []
+
+    def info(self, text):
+        self.lines.append(text)
+
+    warning = info
+
+
+def test_pull_progress_is_throttled_per_layer():
+    events = [
+        {"status": "Pulling from library/x", "id": "latest"},
+        {"status": "Pulling fs layer", "id": "0123456789ab"},
+        {
+            "status": "Downloading",
+            "id": "0123456789ab",
+            "progressDetail": {"current": 1, "total": 100},
+        },
+    ]
+    events += [
+        {
+            "status": "Downloading",
+            "id": "0123456789ab",
+            "progressDetail": {"current": n, "total": 100},
+        }
+        for n in range(2, 100)
+    ]
+    events += [
+        {"status": "Pull complete", "id": "0123456789ab"},
+        {"status": "Digest: sha256:0"},
+    ]
+    collected, layers = Collect(), {}
+    for event in events:
+        adapter._log_pull_event(event, layers, collected, "vllm", every=60)
+    assert collected.lines == [
+        "vllm: Pulling from library/x",
+        "vllm: layer 0123456789ab Pulling fs layer",
+        "vllm: layer 0123456789ab Downloading 1%",
+        "vllm: layer 0123456789ab Pull complete",
+        "vllm: Digest: sha256:0",
+    ]

@@ -493,3 +493,87 @@ def test_rendered_compose_describes_what_was_created(
                 for c in network["ipam"]["config"]
             ]
             assert network["labels"].items() <= attrs["Labels"].items()
+
+
+def test_dependents_rejoin_a_recreated_dependency_network(
+    docker_client, env, operator, run_jobs
+):
+    assert_succeeded(
+        run(
+            start_stack(env, stack("inference"), user=operator, with_dependencies=True),
+            run_jobs,
+        )
+    )
+    assert_succeeded(run(stop_stack(env, stack("inference"), user=operator), run_jobs))
+    # Down removes core's network; inference's stopped containers still
+    # point at the old one.
+    assert_succeeded(
+        run(stop_stack(env, stack("core"), user=operator, remove=True), run_jobs)
+    )
+    operation = run(
+        start_stack(env, stack("inference"), user=operator, with_dependencies=True),
+        run_jobs,
+    )
+    assert_succeeded(operation)
+    assert operation.result["stacks"]["inference"] == {
+        "vllm": "recreated",
+        "litellm": "recreated",
+    }
+    assert "network multimodal-" in lines(operation)
+    litellm = containers(docker_client, env, "inference")["litellm"]
+    assert litellm["State"]["Health"]["Status"] == "healthy"
+
+
+def test_service_restart_touches_only_that_service(
+    docker_client, env, operator, run_jobs
+):
+    assert_succeeded(run(start_stack(env, stack("core"), user=operator), run_jobs))
+    before = {
+        s: a["State"]["StartedAt"]
+        for s, a in containers(docker_client, env, "core").items()
+    }
+    redis = Service.objects.get(name="redis")
+    operation = run(
+        restart_stack(env, stack("core"), user=operator, service=redis), run_jobs
+    )
+    assert_succeeded(operation)
+    assert operation.result["stopped"] == ["redis"]
+    assert operation.result["stacks"]["core"] == {"redis": "started"}
+    after = {
+        s: a["State"]["StartedAt"]
+        for s, a in containers(docker_client, env, "core").items()
+    }
+    assert after["redis"] != before["redis"]
+    assert {s: t for s, t in after.items() if s != "redis"} == {
+        s: t for s, t in before.items() if s != "redis"
+    }
+
+
+def test_cancel_stops_a_start_between_services(docker_client, env, operator):
+    import threading
+
+    from django.db import connection
+
+    from portal.operations import cancel_operation
+
+    operation = start_stack(env, stack("core"), user=operator, enqueue=False)
+
+    def cancel_once_running():
+        try:
+            for _ in range(200):
+                row = Operation.objects.get(pk=operation.pk)
+                if row.status == OperationStatus.RUNNING:
+                    cancel_operation(row, user=operator)
+                    return
+                threading.Event().wait(0.02)
+        finally:
+            connection.close()
+
+    canceler = threading.Thread(target=cancel_once_running)
+    canceler.start()
+    operation = run_inline(operation)
+    canceler.join()
+    assert operation.status == OperationStatus.CANCELED, lines(operation)
+    assert operation.error.startswith("Canceled by")
+    states = adapter.service_states(docker_client, env.project_name(stack("core")))
+    assert len(states) < 4 or not all(s.ready for s in states.values())
