@@ -122,7 +122,9 @@ CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         "CONFIG": {
-            "hosts": [REDIS_URL],
+            # channels_redis blocks on Redis for 5 s at a time; redis-py's
+            # default 5 s read timeout would race it and kill consumers.
+            "hosts": [{"address": REDIS_URL, "socket_timeout": 30}],
             "prefix": env.str("CHANNELS_PREFIX", default="portal"),
             "capacity": 5000,
             "expiry": 30,
