@@ -67,12 +67,16 @@ def _bindable(port):
 
 
 def free_offset(base_ports, exclude=()):
-    """Return a port offset under which every one of ``base_ports`` is free."""
+    """Return a port offset under which every one of ``base_ports`` is free.
+
+    The ports must also differ from those of the offsets in ``exclude``
+    (environments made earlier in the test, not started yet).
+    """
+    planned = {port + other for other in exclude for port in base_ports}
     for _ in range(200):
         offset = random.randrange(41000, 55000)
-        if any(abs(offset - other) < 10000 for other in exclude):
-            continue
-        if all(_bindable(port + offset) for port in base_ports):
+        ports = {port + offset for port in base_ports}
+        if not ports & planned and all(_bindable(port) for port in ports):
             return offset
     raise RuntimeError("no free port offset")
 
@@ -577,3 +581,23 @@ def test_cancel_stops_a_start_between_services(docker_client, env, operator):
     assert operation.error.startswith("Canceled by")
     states = adapter.service_states(docker_client, env.project_name(stack("core")))
     assert len(states) < 4 or not all(s.ready for s in states.values())
+
+
+def test_stop_with_dependents_stops_them_first(docker_client, env, operator, run_jobs):
+    assert_succeeded(
+        run(
+            start_stack(env, stack("inference"), user=operator, with_dependencies=True),
+            run_jobs,
+        )
+    )
+    operation = run(
+        stop_stack(env, stack("core"), user=operator, with_dependents=True), run_jobs
+    )
+    assert_succeeded(operation)
+    stopped = operation.result["stacks"]
+    assert list(stopped).index("inference") < list(stopped).index("core")
+    assert stopped["inference"] == ["litellm", "vllm"]
+    assert stopped["core"] == ["minio", "qdrant", "redis", "postgres"]
+    for name in ("core", "inference"):
+        states = adapter.service_states(docker_client, env.project_name(stack(name)))
+        assert {s.state for s in states.values()} == {"exited"}
