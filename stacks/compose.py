@@ -335,28 +335,6 @@ def _health(value):
     )
 
 
-def _port_specs(published):
-    """Normalise ``stacks.config.published_ports`` rows into PortSpecs."""
-    specs = []
-    for row in published or []:
-        if isinstance(row, PortSpec):
-            specs.append(row)
-        elif isinstance(row, dict):
-            specs.append(
-                PortSpec(
-                    target=int(row["target"]),
-                    published=None
-                    if row.get("published") in (None, "")
-                    else int(row["published"]),
-                    host_ip=str(row.get("host_ip") or "127.0.0.1"),
-                    protocol=str(row.get("protocol") or "tcp"),
-                )
-            )
-        else:
-            specs.append(PortSpec(*row))
-    return specs
-
-
 def _split_volume(entry):
     """Return (source, target, read_only, type) of a Compose volume entry."""
     if isinstance(entry, dict):
@@ -495,7 +473,12 @@ def stack_plan(environment, stack):
                     str(k): "" if v is None else str(v)
                     for k, v in (eff.get("environment") or {}).items()
                 },
-                ports=_port_specs(config.published_ports(service, environment)),
+                # PublishedPort has PortSpec's fields: offset and bind
+                # address applied, ${VAR:-default} references resolved.
+                ports=[
+                    PortSpec(*port)
+                    for port in config.published_ports(service, environment)
+                ],
                 mounts=mounts,
                 networks=dict(network_map),
                 aliases=[service.name],
