@@ -66,6 +66,7 @@ __all__ = [
     "remove_network",
     "service_states",
     "stop_container",
+    "stop_timeout",
     "stream_logs",
     "wait_ready",
 ]
