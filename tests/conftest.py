@@ -167,6 +167,7 @@ def worker_process(redis_conn, tmp_path):
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=_die_with_test_process,
             )
         proc.name, proc.log_path = name, log_path
         started.append(proc)
@@ -192,3 +193,14 @@ def worker_process(redis_conn, tmp_path):
         except ProcessLookupError:
             pass
         proc.wait(timeout=10)
+
+
+def _die_with_test_process():
+    """Have Linux kill a worker if the test process dies without teardown."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass

@@ -29,6 +29,7 @@
     finalSeq: null,
     done: false,
     retries: 0,
+    connects: 0,
     socket: null,
     shown: 0,
     hidden: 0
@@ -115,6 +116,14 @@
     cancel.hidden = !(event.cancel_requested && !isTerminal(event.status));
     if (isTerminal(event.status)) {
       state.finalSeq = event.last_seq || 0;
+      if (event.finished) {
+        field("finished").textContent = event.finished.slice(0, 19).replace("T", " ");
+      }
+      if (event.started && event.finished) {
+        var seconds = (new Date(event.finished) - new Date(event.started)) / 1000;
+        field("duration").textContent =
+          seconds < 60 ? seconds.toFixed(1) + " s" : Math.round(seconds / 60) + " min";
+      }
       var form = field("cancel-form");
       if (form) {
         form.hidden = true;
@@ -146,6 +155,7 @@
     state.socket = socket;
     socket.onopen = function () {
       state.retries = 0;
+      state.connects += 1;
       field("connection").textContent = "";
     };
     socket.onmessage = function (message) {

@@ -1,0 +1,67 @@
+"""The operation page in chromium: live log from a worker, resumed after a drop."""
+
+import pytest
+from django.conf import settings
+from django.test import Client
+
+from portal.choices import OperationStatus
+from portal.operations import request_operation
+from tests.browser.conftest import browser, live_server_url, screenshot  # noqa: F401
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.timeout(180),
+]
+
+LINES = 1500
+
+
+@pytest.fixture
+def running(worker_process, operator, viewer, environment):
+    """Start a worker and a flooding operation; return it and a viewer's cookie.
+
+    Database work happens here, before the browser fixture starts
+    Playwright's event loop in this thread.
+    """
+    worker_process()
+    operation = request_operation(
+        "test.flood",
+        user=operator,
+        environment=environment,
+        parameters={"lines": LINES, "pause_every": 25, "pause": 0.05},
+    )
+    client = Client()
+    client.force_login(viewer)
+    return operation, client.cookies[settings.SESSION_COOKIE_NAME].value
+
+
+def test_operation_page_follows_log_and_resumes_after_a_drop(
+    running, live_server_url, browser, screenshot
+):
+    """Every line shows once, in order, though the socket drops mid-run."""
+    operation, cookie = running
+    context = browser.new_context(viewport={"width": 1300, "height": 900})
+    context.add_cookies(
+        [{"name": settings.SESSION_COOKIE_NAME, "value": cookie, "url": live_server_url}]
+    )
+    page = context.new_page()
+    page.goto(f"{live_server_url}{operation.get_absolute_url()}")
+
+    page.wait_for_function("window.operationLog && window.operationLog.lastSeq >= 100")
+    assert not page.evaluate("window.operationLog.done")
+    # Drop the connection mid-run; the page reconnects with ?after=<last seq>.
+    page.evaluate("window.operationLog.socket.close()")
+    page.wait_for_function("window.operationLog.done === true", timeout=60_000)
+
+    seqs = page.evaluate(
+        "Array.from(document.querySelectorAll('span.line')).map(e => +e.dataset.seq)"
+    )
+    assert seqs == list(range(1, LINES + 1))
+    assert page.evaluate("window.operationLog.connects") == 2
+    assert page.text_content('[data-field="status"]') == OperationStatus.SUCCEEDED
+    assert '"lines": 1500' in page.text_content('[data-field="result"]')
+    assert page.text_content('[data-field="percent"]') == "100"
+    screenshot(page, "operation_detail")
+    context.close()
