@@ -128,6 +128,14 @@ DEFAULTS = {
 # single huge line would stall every viewer).
 MAX_LINE_CHARS = 32_000
 
+_STDLIB_LEVELS = {
+    logging.DEBUG: LogLevel.DEBUG,
+    logging.INFO: LogLevel.INFO,
+    logging.WARNING: LogLevel.WARNING,
+    logging.ERROR: LogLevel.ERROR,
+    logging.CRITICAL: LogLevel.ERROR,
+}
+
 # Most lines in one operation.log event.
 PUBLISH_LINES = 1000
 
@@ -240,7 +248,8 @@ class OperationLog:
 
     Lines are buffered and written in batches by the runner's ticker thread
     (at ``LOG_FLUSH_LINES`` lines or every ``LOG_FLUSH_INTERVAL`` seconds),
-    each batch with one ``bulk_create`` and then one ``operation.log`` event.
+    each batch with one INSERT (``executemany``), then published as
+    ``operation.log`` events of at most ``PUBLISH_LINES`` lines.
     Saving in another thread keeps the lines out of any transaction the
     runner opens. Without a ticker (a runner used outside :meth:`
     OperationRunner.handle`) lines are saved by the caller.
@@ -279,7 +288,12 @@ class OperationLog:
         self.log(LogLevel.ERROR, f"{msg % args if args else msg}\n{traceback.format_exc()}")
 
     def log(self, level, msg, *args):
-        """Append one line at ``level``. Hot path: called for every line."""
+        """Append one line at ``level``. Hot path: called for every line.
+
+        ``level`` is a LogLevel, its value, or a stdlib logging level number.
+        """
+        if level.__class__ is not LogLevel:
+            level = _STDLIB_LEVELS.get(level) or LogLevel(level)
         if len(args) == 1 and isinstance(args[0], dict) and args[0]:
             args = args[0]  # named placeholders, as logging allows
         text = msg % args if args else str(msg)
@@ -328,7 +342,15 @@ class OperationLog:
                 self._urgent = False
             if not batch:
                 return
-            batch = self._save(batch)
+            try:
+                batch = self._save(batch)
+            except BaseException:
+                # Keep the lines for the next attempt, in order.
+                with self._cond:
+                    self._pending[:0] = batch
+                    if self._pending_since is None:
+                        self._pending_since = time.monotonic()
+                raise
             self.saved_seq = batch[-1][0]
             # One event per slice keeps Channels messages and WebSocket
             # frames small while a runner floods.

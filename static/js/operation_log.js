@@ -60,12 +60,8 @@
       if (line.seq <= state.lastSeq) {
         continue; // already shown (backlog and live overlap)
       }
-      if (line.seq !== state.lastSeq + 1) {
-        // A gap should not happen (the server fills them); resume from
-        // what is shown rather than show lines out of order.
-        reconnect(0);
-        break;
-      }
+      // The server fills gaps from the database before it sends a line, so
+      // a jump in seq means those lines were never stored: go on.
       var span = document.createElement("span");
       span.className = "line level-" + line.level;
       span.setAttribute("data-seq", line.seq);

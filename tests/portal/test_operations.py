@@ -346,3 +346,30 @@ def test_reaper_requeues_dispatched_operation_whose_job_vanished(
     run_jobs("default")
     operation.refresh_from_db()
     assert operation.status == OperationStatus.SUCCEEDED
+
+
+def test_operation_log_saves_every_line_in_order(redis_conn, operator, environment):
+    """Levels by name or logging number, %-args and mapping args, long lines cut."""
+    import logging
+
+    from portal.operations import MAX_LINE_CHARS, OperationLog
+
+    operation = request_operation(
+        "test.steps", user=operator, environment=environment, enqueue=False
+    )
+    log = OperationLog(operation)
+    log.info("plain")
+    log.log(logging.WARNING, "disk %d%% full", 93)
+    log.log("debug", "%(name)s is %(state)s", {"name": "api", "state": "up"})
+    log.error("x" * (MAX_LINE_CHARS + 10))
+    log.flush()
+    lines = list(operation.lines.order_by("seq").values_list("seq", "level", "text"))
+    assert [line[:2] for line in lines] == [
+        (1, "info"),
+        (2, "warning"),
+        (3, "debug"),
+        (4, "error"),
+    ]
+    assert [line[2] for line in lines[:3]] == ["plain", "disk 93% full", "api is up"]
+    assert lines[3][2].endswith("…(truncated)")
+    assert log.saved_seq == 4
