@@ -13,7 +13,7 @@ Measures, in one run against the local Redis and a throw-away SQLite file:
    delivered to a WebSocket client (the real consumer through
    ``portal.asgi.application`` and channels_redis, in this process).
 
-Uses Redis database ``BENCH_REDIS_DB`` (default 13), which must be empty.
+Uses Redis database ``BENCH_REDIS_DB`` (default 15), which must be empty.
 """
 
 import os
@@ -28,7 +28,7 @@ if __name__ == "__main__":
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
     os.environ.setdefault("DATABASE_URL", f"sqlite:///{_db_file}")
     os.environ.setdefault(
-        "REDIS_URL", f"redis://127.0.0.1:6379/{os.environ.get('BENCH_REDIS_DB', '13')}"
+        "REDIS_URL", f"redis://127.0.0.1:6379/{os.environ.get('BENCH_REDIS_DB', '15')}"
     )
     os.environ.setdefault("CHANNELS_PREFIX", "portal-bench")
 
