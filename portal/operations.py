@@ -92,6 +92,7 @@ __all__ = [
     "get_config",
     "get_runner",
     "load_modules",
+    "pid_alive",
     "queue_operation",
     "reap_operations",
     "register",
@@ -1044,7 +1045,8 @@ def follow_operation(operation, write, *, after=0, poll=0.25):
 # --- Reaping ------------------------------------------------------------------
 
 
-def _pid_alive(pid):
+def pid_alive(pid):
+    """Return whether process ``pid`` of this host exists and is no zombie."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -1068,7 +1070,7 @@ def _abandon_reason(operation, redis, stale_before):
     here = socket.gethostname()
     if operation.inline or name.startswith("inline:"):
         _prefix, host, pid = (name.split(":", 2) + ["", ""])[:3]
-        if host == here and pid.isdigit() and not _pid_alive(int(pid)):
+        if host == here and pid.isdigit() and not pid_alive(int(pid)):
             return f"process {pid} on {host} that ran it has exited"
     elif operation.status == OperationStatus.RUNNING:
         if name:
@@ -1078,7 +1080,7 @@ def _abandon_reason(operation, redis, stale_before):
                 return f"worker {name} is gone (its RQ heartbeat key {key} expired)"
             host = data.get(b"hostname", b"").decode()
             pid = data.get(b"pid", b"").decode()
-            if host == here and pid.isdigit() and not _pid_alive(int(pid)):
+            if host == here and pid.isdigit() and not pid_alive(int(pid)):
                 return f"worker {name} (pid {pid}) is no longer running"
         try:
             job = Job.fetch(str(operation.pk), connection=redis)

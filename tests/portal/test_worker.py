@@ -211,3 +211,28 @@ def test_worker_for_an_environment_serves_its_hosts_queue(
     wait_finished(operation)
     assert operation.status == OperationStatus.SUCCEEDED
     assert operation.worker_name == worker.name
+
+
+def test_run_worker_restarts_a_dead_worker_and_fails_its_operation(
+    worker_process, redis_conn, operator, environment, stack
+):
+    """The supervisor restarts a killed child under the same name at once."""
+    worker_process(kind=None, name="pair")
+    key = "rq:worker:pair.default"
+    first_pid = int(redis_conn.hget(key, "pid"))
+    doomed = steps(operator, environment, stack, steps=400, sleep=0.05)
+    wait_running(doomed)
+    os.kill(first_pid, signal.SIGKILL)
+
+    def restarted():
+        pid = redis_conn.hget(key, "pid")
+        return pid is not None and int(pid) != first_pid
+
+    wait_for(restarted, timeout=30, message="the default worker to restart")
+    wait_finished(doomed, timeout=30)
+    assert doomed.status == OperationStatus.FAILED
+    assert doomed.error.startswith("Abandoned: ")
+    following = steps(operator, environment, stack, steps=1)
+    wait_finished(following)
+    assert following.status == OperationStatus.SUCCEEDED
+    assert following.worker_name == "pair.default"

@@ -25,8 +25,10 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connections
 from rq.logutils import setup_loghandlers
 
+from portal.choices import OperationStatus
 from portal.operations import load_modules
 from portal.queues import QUEUE_KINDS, get_queue, worker_queue_names
+from portal.worker import PortalWorker
 
 
 class Command(BaseCommand):
@@ -80,7 +82,6 @@ class Command(BaseCommand):
         self.work(names, options)
 
     def work(self, names, options):
-        from portal.worker import PortalWorker
 
         level = {0: "WARNING", 1: "INFO"}.get(options["verbosity"], "DEBUG")
         setup_loghandlers(level)
@@ -95,6 +96,7 @@ class Command(BaseCommand):
             job_class=queues[0].job_class,
             queue_class=type(queues[0]),
         )
+        self.forget_dead_namesake(worker)
         self.stdout.write(f"Worker {worker.name} on {', '.join(names)}")
         self.stdout.flush()
         connections.close_all()
@@ -102,43 +104,97 @@ class Command(BaseCommand):
             burst=options["burst"], logging_level=level, max_jobs=options["max_jobs"]
         )
 
+    def forget_dead_namesake(self, worker):
+        """Clear the registration of a dead worker of the same name on this host.
+
+        RQ refuses a name that is still registered; a worker restarted with a
+        fixed ``--name`` after a crash would wait for the old key to expire.
+        Its operations are failed as abandoned first.
+        """
+        from portal.models import Operation
+        from portal.operations import abandon_operation, pid_alive
+
+        old = PortalWorker.find_by_key(worker.key, connection=worker.connection)
+        if (
+            old is None
+            or old.hostname != socket.gethostname()
+            or not old.pid
+            or pid_alive(old.pid)
+        ):
+            return
+        for operation in Operation.objects.filter(
+            status=OperationStatus.RUNNING, worker_name=worker.name
+        ):
+            abandon_operation(
+                operation, f"worker {worker.name} (pid {old.pid}) died and was restarted"
+            )
+        old.register_death()
+        connections.close_all()
+
     def supervise(self, options):
-        """Run one child worker per queue kind and wait for them."""
-        children = []
+        """Run one worker process per queue kind; restart one that dies.
+
+        Each kind keeps running while the other restarts, so a long backup
+        on the long worker never holds up the short queue.
+        """
         env = {**os.environ, "DJANGO_SETTINGS_MODULE": settings.SETTINGS_MODULE}
-        for kind in QUEUE_KINDS:
-            argv = [sys.executable, "-m", "django", "run_worker", "--kind", kind]
-            for name in options["env"]:
-                argv += ["--env", name]
-            for module in options["imports"]:
-                argv += ["--import", module]
-            if options["burst"]:
-                argv.append("--burst")
-            if options["name"]:
-                argv += ["--name", f"{options['name']}.{kind}"]
-            if options["reap_interval"]:
-                argv += ["--reap-interval", str(options["reap_interval"])]
-            if options["max_jobs"]:
-                argv += ["--max-jobs", str(options["max_jobs"])]
-            argv += ["--worker-ttl", str(options["worker_ttl"])]
-            argv += ["--verbosity", str(options["verbosity"])]
-            children.append(subprocess.Popen(argv, env=env, cwd=settings.BASE_DIR))
+
+        def spawn(kind):
+            child = subprocess.Popen(
+                self.child_argv(kind, options), env=env, cwd=settings.BASE_DIR
+            )
+            child.started_at = time.monotonic()
+            return child
+
+        children = {kind: spawn(kind) for kind in QUEUE_KINDS}
+        delays = dict.fromkeys(QUEUE_KINDS, 1.0)
+        stopping = []
 
         def forward(signum, frame):
-            for child in children:
+            stopping.append(signum)
+            for child in children.values():
                 if child.poll() is None:
                     child.send_signal(signum)
 
         signal.signal(signal.SIGTERM, forward)
         signal.signal(signal.SIGINT, forward)
-        # When one worker ends, stop the other: a supervisor (systemd,
-        # Docker) restarts the pair rather than running half of it.
-        while not options["burst"] and all(child.poll() is None for child in children):
+        while any(child.poll() is None for child in children.values()) or (
+            not stopping and not options["burst"]
+        ):
+            if not stopping and not options["burst"]:
+                for kind, child in list(children.items()):
+                    code = child.poll()
+                    if code is None:
+                        continue
+                    if time.monotonic() - child.started_at > 60:
+                        delays[kind] = 1.0
+                    self.stderr.write(
+                        f"The {kind} worker exited with {code}; restarting it in "
+                        f"{delays[kind]:.0f} s."
+                    )
+                    time.sleep(delays[kind])
+                    delays[kind] = min(30.0, delays[kind] * 2)
+                    if not stopping:
+                        children[kind] = spawn(kind)
             time.sleep(0.5)
-        if not options["burst"]:
-            for child in children:
-                if child.poll() is None:
-                    child.terminate()
-        codes = [child.wait() for child in children]
-        if any(codes):
+        codes = [child.wait() for child in children.values()]
+        if any(codes) and not stopping:
             raise CommandError(f"Worker exit codes: {codes}")
+
+    def child_argv(self, kind, options):
+        argv = [sys.executable, "-m", "django", "run_worker", "--kind", kind]
+        for name in options["env"]:
+            argv += ["--env", name]
+        for module in options["imports"]:
+            argv += ["--import", module]
+        if options["burst"]:
+            argv.append("--burst")
+        if options["name"]:
+            argv += ["--name", f"{options['name']}.{kind}"]
+        if options["reap_interval"]:
+            argv += ["--reap-interval", str(options["reap_interval"])]
+        if options["max_jobs"]:
+            argv += ["--max-jobs", str(options["max_jobs"])]
+        argv += ["--worker-ttl", str(options["worker_ttl"])]
+        argv += ["--verbosity", str(options["verbosity"])]
+        return argv
