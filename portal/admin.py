@@ -25,7 +25,9 @@ def _admin_environments(user):
         return Environment.objects.all()
     return Environment.objects.filter(
         pk__in=[
-            env.pk for env in visible_environments(user) if user_can(user, Verb.ADMIN, env)
+            env.pk
+            for env in visible_environments(user)
+            if user_can(user, Verb.ADMIN, env)
         ]
     )
 
@@ -38,8 +40,8 @@ class RoleAssignmentAdmin(admin.ModelAdmin):
     autocomplete_fields = ["user", "group"]
 
     def get_queryset(self, request):
-        queryset = super().get_queryset(request).select_related(
-            "user", "group", "environment"
+        queryset = (
+            super().get_queryset(request).select_related("user", "group", "environment")
         )
         if request.user.is_superuser:
             return queryset
@@ -55,12 +57,16 @@ class RoleAssignmentAdmin(admin.ModelAdmin):
         )
 
     def has_module_permission(self, request):
-        return request.user.is_active and request.user.is_staff and self._may_administer(
-            request
+        return (
+            request.user.is_active
+            and request.user.is_staff
+            and self._may_administer(request)
         )
 
     def has_view_permission(self, request, obj=None):
-        return self.has_module_permission(request) and self._may_administer(request, obj)
+        return self.has_module_permission(request) and self._may_administer(
+            request, obj
+        )
 
     has_add_permission = has_module_permission
 
@@ -80,7 +86,9 @@ class RoleAssignmentAdmin(admin.ModelAdmin):
             obj.environment is None
             or not user_can(request.user, Verb.ADMIN, obj.environment)
         ):
-            raise PermissionDenied("Only an Admin of the environment may grant roles in it.")
+            raise PermissionDenied(
+                "Only an Admin of the environment may grant roles in it."
+            )
         super().save_model(request, obj, form, change)
 
 
@@ -128,8 +136,10 @@ class OperationAdmin(admin.ModelAdmin):
         return queryset.filter(environment__in=visible_environments(request.user))
 
     def has_module_permission(self, request):
-        return request.user.is_active and request.user.is_staff and (
-            visible_environments(request.user).exists()
+        return (
+            request.user.is_active
+            and request.user.is_staff
+            and (visible_environments(request.user).exists())
         )
 
     def has_view_permission(self, request, obj=None):
@@ -164,7 +174,8 @@ class OperationAdmin(admin.ModelAdmin):
         if not lines:
             return "-"
         return format_html(
-            '<pre style="max-height:24rem;overflow:auto">{}</pre><a href="{}">full log</a>',
+            '<pre style="max-height:24rem;overflow:auto">{}</pre>'
+            '<a href="{}">full log</a>',
             format_html_join(
                 "\n", "{} {} {}", ((ln.seq, ln.level, ln.text) for ln in lines)
             ),

@@ -255,7 +255,7 @@ class Operation(models.Model):
 
 
 def format_duration(delta):
-    """Return a timedelta as ``850 ms``, ``12.3 s``, ``4 min 05 s`` or ``2 h 03 min``."""
+    """Return a timedelta as ``850 ms``, ``12.3 s``, ``4 min 05 s``, ``2 h 03 min``."""
     if delta is None:
         return ""
     seconds = max(0.0, delta.total_seconds())

@@ -286,7 +286,9 @@ class OperationLog:
 
     def exception(self, msg, *args):
         """Log ``msg`` and the traceback of the exception being handled."""
-        self.log(LogLevel.ERROR, f"{msg % args if args else msg}\n{traceback.format_exc()}")
+        self.log(
+            LogLevel.ERROR, f"{msg % args if args else msg}\n{traceback.format_exc()}"
+        )
 
     def log(self, level, msg, *args):
         """Append one line at ``level``. Hot path: called for every line.
@@ -405,7 +407,10 @@ def _insert_lines(operation_id, batch):
     """
     db = connections[router.db_for_write(OperationLogLine)]
     meta = OperationLogLine._meta
-    fields = [meta.get_field(name) for name in ("operation", "seq", "level", "text", "created")]
+    fields = [
+        meta.get_field(name)
+        for name in ("operation", "seq", "level", "text", "created")
+    ]
     sql = "INSERT INTO {} ({}) VALUES ({})".format(
         db.ops.quote_name(meta.db_table),
         ", ".join(db.ops.quote_name(field.column) for field in fields),
@@ -509,7 +514,9 @@ class OperationRunner:
         operation.progress = max(0, min(100, int(percent)))
         operation.progress_message = str(message)[:200]
         operation.last_seq = self.log.saved_seq
-        Operation.objects.filter(pk=operation.pk, status=OperationStatus.RUNNING).update(
+        Operation.objects.filter(
+            pk=operation.pk, status=OperationStatus.RUNNING
+        ).update(
             progress=operation.progress,
             progress_message=operation.progress_message,
             last_seq=operation.last_seq,
@@ -626,7 +633,9 @@ def _in_mutex(environment_id, fn):
                 if not _touch_lock(environment_id):
                     try:
                         with transaction.atomic():
-                            EnvironmentLock.objects.create(environment_id=environment_id)
+                            EnvironmentLock.objects.create(
+                                environment_id=environment_id
+                            )
                     except IntegrityError:
                         pass
                     _touch_lock(environment_id)
@@ -695,7 +704,9 @@ def _dispatch_ready(environment_id):
         if _blocker(operation) is not None:
             continue
         operation.dispatched = timezone.now()
-        Operation.objects.filter(pk=operation.pk).update(dispatched=operation.dispatched)
+        Operation.objects.filter(pk=operation.pk).update(
+            dispatched=operation.dispatched
+        )
         transaction.on_commit(partial(_enqueue_job, operation))
 
 
@@ -868,7 +879,9 @@ def request_operation(
         operation.save(force_insert=True)
         blocker = _blocker(operation)
         if blocker is not None and not wait:
-            raise OperationConflict(_conflict_message(operation, blocker), blocker=blocker)
+            raise OperationConflict(
+                _conflict_message(operation, blocker), blocker=blocker
+            )
         operation.status = OperationStatus.QUEUED
         operation.enqueued = now
         operation.save(update_fields=["status", "enqueued"])
@@ -890,7 +903,9 @@ def queue_operation(operation, *, wait=True):
         current.ticket = ticket
         blocker = _blocker(current)
         if blocker is not None and not wait:
-            raise OperationConflict(_conflict_message(current, blocker), blocker=blocker)
+            raise OperationConflict(
+                _conflict_message(current, blocker), blocker=blocker
+            )
         now = timezone.now()
         Operation.objects.filter(pk=operation.pk).update(
             ticket=ticket, status=OperationStatus.QUEUED, enqueued=now
@@ -969,7 +984,9 @@ def execute_operation(operation_id, *, worker_name=""):
         logger.warning("Operation %s does not exist; nothing to run.", operation_id)
         return None
     if operation.status != OperationStatus.QUEUED:
-        logger.info("Operation %s is %s; not running it.", operation_id, operation.status)
+        logger.info(
+            "Operation %s is %s; not running it.", operation_id, operation.status
+        )
         return None
     try:
         runner_class = get_runner(operation.kind)
@@ -1206,7 +1223,9 @@ def _recover_lost_jobs(redis, dispatched_before):
                 f"{info[-1] if info else 'no details'}",
             )
             continue
-        logger.warning("Operation %s lost its RQ job; enqueueing it again", operation.pk)
+        logger.warning(
+            "Operation %s lost its RQ job; enqueueing it again", operation.pk
+        )
         Operation.objects.filter(pk=operation.pk).update(dispatched=timezone.now())
         _enqueue_job(operation)
 

@@ -60,7 +60,9 @@ def operation_list(request):
             "filters": {"env": env, "status": status, "kind": kind},
             "query": query.urlencode(),
             "any_active": any(op.is_active for op in page.object_list),
-            "checkable": [e for e in environments if user_can(request.user, Verb.CHECK, e)],
+            "checkable": [
+                e for e in environments if user_can(request.user, Verb.CHECK, e)
+            ],
         },
     )
 
@@ -94,14 +96,17 @@ def operation_cancel(request, pk):
     """Cancel an operation (POST only), then show it."""
     operation = _get_operation(request, pk, Verb.CANCEL)
     if operation.is_terminal:
-        messages.info(request, f"Operation {operation.pk} is already {operation.status}.")
+        messages.info(
+            request, f"Operation {operation.pk} is already {operation.status}."
+        )
     else:
         operation = cancel_operation(operation, user=request.user)
         if operation.is_terminal:
             messages.success(request, f"Canceled operation {operation.pk}.")
         else:
             messages.success(
-                request, f"Cancel requested; operation {operation.pk} stops at its next step."
+                request,
+                f"Cancel requested; operation {operation.pk} stops at its next step.",
             )
     return redirect(operation)
 

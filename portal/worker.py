@@ -106,7 +106,10 @@ class PortalWorker(Worker):
             found = try_reap(self.name, interval=self.reap_interval)
             for operation, reason in found or ():
                 self.log.warning(
-                    "Worker %s: operation %s abandoned: %s", self.name, operation.pk, reason
+                    "Worker %s: operation %s abandoned: %s",
+                    self.name,
+                    operation.pk,
+                    reason,
                 )
         except Exception:  # noqa: BLE001  (a reaper hiccup must not stop the worker)
             self.log.exception("Worker %s: reaper failed", self.name)
@@ -142,6 +145,8 @@ class PortalWorker(Worker):
                     f"the work horse (pid {retpid}) of worker {self.name} died ({how})",
                 )
         except Exception:  # noqa: BLE001  (the reaper catches it later)
-            self.log.exception("Worker %s: could not fail operation %s", self.name, job.id)
+            self.log.exception(
+                "Worker %s: could not fail operation %s", self.name, job.id
+            )
         finally:
             connections.close_all()

@@ -133,9 +133,10 @@ class OperationCommand(BaseCommand):
             if not options.get("wait"):
                 return operation
             operation = follow_operation(
-                operation, lambda line: self.print_line(
+                operation,
+                lambda line: self.print_line(
                     line.seq, line.level, line.text, line.created
-                )
+                ),
             )
         else:
             operation = run_inline(

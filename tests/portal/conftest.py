@@ -3,11 +3,10 @@
 import pytest
 from django.contrib.auth import get_user_model
 
+import tests.portal.runners  # noqa: F401  (registers the test.* kinds)
 from portal.choices import Role
 from portal.models import RoleAssignment
 from stacks.models import Environment, Stack
-
-import tests.portal.runners  # noqa: F401  (registers the test.* kinds)
 
 
 @pytest.fixture

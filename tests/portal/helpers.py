@@ -30,4 +30,3 @@ def wait_finished(operation, timeout=30):
 
 def texts(operation):
     return list(operation.lines.order_by("seq").values_list("text", flat=True))
-

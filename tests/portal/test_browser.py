@@ -38,13 +38,22 @@ def running(worker_process, operator, viewer, environment):
 
 
 def test_operation_page_follows_log_and_resumes_after_a_drop(
-    running, live_server_url, browser, screenshot
+    running,
+    live_server_url,  # noqa: F811  (fixtures from tests/browser/conftest.py)
+    browser,  # noqa: F811
+    screenshot,  # noqa: F811
 ):
     """Every line shows once, in order, though the socket drops mid-run."""
     operation, cookie = running
     context = browser.new_context(viewport={"width": 1300, "height": 900})
     context.add_cookies(
-        [{"name": settings.SESSION_COOKIE_NAME, "value": cookie, "url": live_server_url}]
+        [
+            {
+                "name": settings.SESSION_COOKIE_NAME,
+                "value": cookie,
+                "url": live_server_url,
+            }
+        ]
     )
     page = context.new_page()
     page.goto(f"{live_server_url}{operation.get_absolute_url()}")

@@ -24,8 +24,16 @@ def test_run_operation_inline_prints_log_and_succeeds(
     redis_conn, operator, environment, stack
 ):
     out = run(
-        "run_operation", "test.steps", "--env", "d", "--stack", "core",
-        "--param", "steps=2", "--user", "olga",
+        "run_operation",
+        "test.steps",
+        "--env",
+        "d",
+        "--stack",
+        "core",
+        "--param",
+        "steps=2",
+        "--user",
+        "olga",
     )
     operation = Operation.objects.get()
     assert operation.status == OperationStatus.SUCCEEDED
@@ -39,11 +47,23 @@ def test_run_operation_inline_prints_log_and_succeeds(
     assert out.rstrip().endswith(f"Operation {operation.pk} succeeded.")
 
 
-def test_run_operation_inline_failure_exits_non_zero(redis_conn, operator, environment, stack):
+def test_run_operation_inline_failure_exits_non_zero(
+    redis_conn, operator, environment, stack
+):
     with pytest.raises(CommandError, match="failed: step 2 failed"):
         run(
-            "run_operation", "test.steps", "--env", "dev", "--stack", "core",
-            "--param", "steps=3", "--param", "fail_at=2", "--user", "olga",
+            "run_operation",
+            "test.steps",
+            "--env",
+            "dev",
+            "--stack",
+            "core",
+            "--param",
+            "steps=3",
+            "--param",
+            "fail_at=2",
+            "--user",
+            "olga",
         )
     assert Operation.objects.get().status == OperationStatus.FAILED
 
@@ -80,7 +100,9 @@ def test_run_operation_unknown_kind_lists_known(redis_conn, operator, environmen
 
 
 def test_run_operation_enqueue_leaves_it_to_a_worker(redis_conn, operator, environment):
-    out = run("run_operation", "test.steps", "--env", "dev", "--user", "olga", "--enqueue")
+    out = run(
+        "run_operation", "test.steps", "--env", "dev", "--user", "olga", "--enqueue"
+    )
     operation = Operation.objects.get()
     assert operation.status == OperationStatus.QUEUED
     assert not operation.inline
@@ -88,12 +110,26 @@ def test_run_operation_enqueue_leaves_it_to_a_worker(redis_conn, operator, envir
     assert redis_conn.exists(f"rq:job:{operation.pk}")
 
 
-def test_run_operation_no_queue_refuses_when_busy(redis_conn, operator, environment, stack):
-    busy = request_operation("test.steps", user=operator, environment=environment, stack=stack)
-    with pytest.raises(CommandError, match=f"operation {busy.pk} \\(test.steps, queued\\)"):
+def test_run_operation_no_queue_refuses_when_busy(
+    redis_conn, operator, environment, stack
+):
+    busy = request_operation(
+        "test.steps", user=operator, environment=environment, stack=stack
+    )
+    with pytest.raises(
+        CommandError, match=f"operation {busy.pk} \\(test.steps, queued\\)"
+    ):
         run(
-            "run_operation", "test.steps", "--env", "dev", "--stack", "core",
-            "--user", "olga", "--enqueue", "--no-queue",
+            "run_operation",
+            "test.steps",
+            "--env",
+            "dev",
+            "--stack",
+            "core",
+            "--user",
+            "olga",
+            "--enqueue",
+            "--no-queue",
         )
 
 
@@ -103,11 +139,24 @@ def test_run_operation_enqueue_wait_follows_the_worker(
 ):
     worker_process()
     out = run(
-        "run_operation", "test.steps", "--env", "dev", "--stack", "core",
-        "--param", "steps=3", "--param", "sleep=0.05", "--user", "olga",
-        "--enqueue", "--wait",
+        "run_operation",
+        "test.steps",
+        "--env",
+        "dev",
+        "--stack",
+        "core",
+        "--param",
+        "steps=3",
+        "--param",
+        "sleep=0.05",
+        "--user",
+        "olga",
+        "--enqueue",
+        "--wait",
     )
-    assert [line.split(None, 2)[2] for line in out.splitlines() if " INFO " in line] == [
+    assert [
+        line.split(None, 2)[2] for line in out.splitlines() if " INFO " in line
+    ] == [
         "step 1 of 3",
         "step 2 of 3",
         "step 3 of 3",
@@ -115,8 +164,16 @@ def test_run_operation_enqueue_wait_follows_the_worker(
     assert "succeeded." in out
     with pytest.raises(CommandError, match="errored: RuntimeError: step 1 crashed"):
         run(
-            "run_operation", "test.steps", "--env", "dev", "--param", "crash_at=1",
-            "--user", "olga", "--enqueue", "--wait",
+            "run_operation",
+            "test.steps",
+            "--env",
+            "dev",
+            "--param",
+            "crash_at=1",
+            "--user",
+            "olga",
+            "--enqueue",
+            "--wait",
         )
 
 
@@ -153,7 +210,9 @@ def test_reap_operations_command(
             "test.steps", user=admin, environment=env, stack=stack
         )
         Operation.objects.filter(pk=operation.pk).update(
-            status=OperationStatus.RUNNING, worker_name="ghost", heartbeat=timezone.now()
+            status=OperationStatus.RUNNING,
+            worker_name="ghost",
+            heartbeat=timezone.now(),
         )
         return operation
 
@@ -172,7 +231,9 @@ def test_reap_operations_command(
 
 
 @pytest.mark.docker
-def test_check_host_reports_the_engine(redis_conn, docker_client, make_user, environment):
+def test_check_host_reports_the_engine(
+    redis_conn, docker_client, make_user, environment
+):
     make_user("ops", Role.OPERATOR, environment)
     out = run("check_host", "--env", "dev", "--user", "ops")
     operation = Operation.objects.get()
@@ -207,13 +268,21 @@ def test_host_check_measures_disk_in_a_helper_container(
 
 
 @pytest.mark.docker
-def test_host_check_strict_fails_on_warnings(redis_conn, docker_client, make_user, environment):
+def test_host_check_strict_fails_on_warnings(
+    redis_conn, docker_client, make_user, environment
+):
     environment.settings = {"min_free_disk_gb": 10**9}
     environment.save()
     make_user("ops", Role.OPERATOR, environment)
     with pytest.raises(CommandError, match="failed: .*warning.*GiB free"):
         run(
-            "run_operation", "host.check", "--env", "dev", "--user", "ops",
-            "--param", "strict=true",
+            "run_operation",
+            "host.check",
+            "--env",
+            "dev",
+            "--user",
+            "ops",
+            "--param",
+            "strict=true",
         )
     assert Operation.objects.get().status == OperationStatus.FAILED

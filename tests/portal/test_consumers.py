@@ -43,7 +43,7 @@ def write_lines(operation, count):
     """Log ``count`` lines the way a runner does: save, then publish."""
     operation.refresh_from_db()
     log = OperationLog(operation)
-    for n in range(count):
+    for _ in range(count):
         log.info("line %d", log.seq + 1)
     log.flush()
     Operation.objects.filter(pk=operation.pk).update(last_seq=log.seq)
@@ -120,7 +120,9 @@ async def test_lost_broadcast_is_filled_from_the_database(operation, viewer):
     def save_silently_then_publish_one():
         now = timezone.now()
         OperationLogLine.objects.bulk_create(
-            OperationLogLine(operation=operation, seq=seq, text=f"line {seq}", created=now)
+            OperationLogLine(
+                operation=operation, seq=seq, text=f"line {seq}", created=now
+            )
             for seq in (3, 4, 5)
         )
         OperationLogLine.objects.create(operation=operation, seq=6, text="line 6")

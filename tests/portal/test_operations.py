@@ -35,7 +35,9 @@ def steps(user, environment, stack=None, **parameters):
     )
 
 
-def test_request_operation_queues_row_and_rq_job(redis_conn, operator, environment, stack):
+def test_request_operation_queues_row_and_rq_job(
+    redis_conn, operator, environment, stack
+):
     """The row is queued with its plan; the RQ job has the operation's id."""
     operation = steps(operator, environment, stack, steps=2)
     assert operation.status == OperationStatus.QUEUED
@@ -54,7 +56,9 @@ def test_request_operation_anonymous_refused(redis_conn, environment, stack):
     assert not Operation.objects.exists()
 
 
-def test_request_operation_without_role_refused(redis_conn, stranger, environment, stack):
+def test_request_operation_without_role_refused(
+    redis_conn, stranger, environment, stack
+):
     with pytest.raises(PermissionDenied):
         steps(stranger, environment, stack)
 
@@ -139,7 +143,11 @@ def test_request_without_wait_refused_naming_running_operation(
     Operation.objects.filter(pk=first.pk).update(status=OperationStatus.RUNNING)
     with pytest.raises(OperationConflict) as excinfo:
         request_operation(
-            "test.steps", user=operator, environment=environment, stack=stack, wait=False
+            "test.steps",
+            user=operator,
+            environment=environment,
+            stack=stack,
+            wait=False,
         )
     message = str(excinfo.value)
     assert str(first.pk) in message
@@ -148,10 +156,16 @@ def test_request_without_wait_refused_naming_running_operation(
     assert Operation.objects.count() == 1
 
 
-def test_other_stack_is_not_blocked(redis_conn, operator, environment, stack, other_stack):
+def test_other_stack_is_not_blocked(
+    redis_conn, operator, environment, stack, other_stack
+):
     steps(operator, environment, stack)
     other = request_operation(
-        "test.steps", user=operator, environment=environment, stack=other_stack, wait=False
+        "test.steps",
+        user=operator,
+        environment=environment,
+        stack=other_stack,
+        wait=False,
     )
     assert other.dispatched is not None
 
@@ -251,7 +265,9 @@ def test_run_inline_runs_in_this_process(redis_conn, operator, environment, stac
     )
     assert operation.inline and operation.dispatched is None
     assert not redis_conn.exists(f"rq:job:{operation.pk}")
-    operation = run_inline(operation, echo=lambda seq, level, text, created: seen.append(text))
+    operation = run_inline(
+        operation, echo=lambda seq, level, text, created: seen.append(text)
+    )
     assert operation.status == OperationStatus.SUCCEEDED
     assert seen == texts(operation) == ["step 1 of 2", "step 2 of 2"]
     assert operation.worker_name.startswith("inline:")
@@ -304,7 +320,9 @@ def test_reaper_fails_operation_of_vanished_worker(
     assert waiting.dispatched is not None
 
 
-def test_reaper_fails_operation_with_stale_heartbeat(redis_conn, operator, environment, stack):
+def test_reaper_fails_operation_with_stale_heartbeat(
+    redis_conn, operator, environment, stack
+):
     operation = request_operation(
         "test.steps", user=operator, environment=environment, stack=stack, enqueue=False
     )
@@ -317,7 +335,7 @@ def test_reaper_fails_operation_with_stale_heartbeat(redis_conn, operator, envir
     assert [op.pk for op, _ in reap_operations(dry_run=True)] == [operation.pk]
     operation.refresh_from_db()
     assert operation.status == OperationStatus.RUNNING
-    (_, reason), = reap_operations()
+    ((_, reason),) = reap_operations()
     assert reason.startswith("no heartbeat from inline:elsewhere:1 since")
     operation.refresh_from_db()
     assert operation.status == OperationStatus.FAILED

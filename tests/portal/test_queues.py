@@ -4,14 +4,22 @@ import pytest
 from django.conf import settings
 
 from portal.operations import request_operation
-from portal.queues import get_queue, host_slug, queue_for, queue_name_for, worker_queue_names
+from portal.queues import (
+    get_queue,
+    host_slug,
+    queue_for,
+    queue_name_for,
+    worker_queue_names,
+)
 from stacks.models import Environment
 
 pytestmark = pytest.mark.django_db
 
 
 def env(name, docker_host, **settings_):
-    return Environment.objects.create(name=name, docker_host=docker_host, settings=settings_)
+    return Environment.objects.create(
+        name=name, docker_host=docker_host, settings=settings_
+    )
 
 
 def test_local_engine_uses_configured_queues():
@@ -45,6 +53,7 @@ def test_unknown_kind_is_refused():
 def test_host_queue_shares_the_default_connection(redis_conn):
     queue = queue_for(env("gpu", "tcp://10.0.4.7:2376"), "long")
     assert queue.name == "host-10-0-4-7-2376-long"
+
     def where(q):
         kwargs = q.connection.connection_pool.connection_kwargs
         return kwargs["host"], kwargs["port"], kwargs["db"]

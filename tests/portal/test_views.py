@@ -49,7 +49,9 @@ def test_list_without_role_shows_nothing(client, stranger, operation):
     assert list(response.context["operations"]) == []
 
 
-def test_list_shows_visible_environments_only(client, viewer, operation, prod_operation):
+def test_list_shows_visible_environments_only(
+    client, viewer, operation, prod_operation
+):
     response = login(client, viewer).get(reverse("portal:operation_list"))
     assert list(response.context["operations"]) == [operation]
     assert b"dev/core" in response.content
@@ -62,7 +64,9 @@ def test_list_filters_by_environment_and_status(
     admin = make_user("boss", is_superuser=True)
     login(client, admin)
     url = reverse("portal:operation_list")
-    assert list(client.get(url, {"env": "prod"}).context["operations"]) == [prod_operation]
+    assert list(client.get(url, {"env": "prod"}).context["operations"]) == [
+        prod_operation
+    ]
     assert list(client.get(url, {"status": "succeeded"}).context["operations"]) == []
     assert len(client.get(url, {"status": "active"}).context["operations"]) == 2
 
@@ -90,7 +94,9 @@ def test_detail_with_view_role(client, viewer, operation):
 
 
 def test_detail_role_on_other_environment_is_forbidden(client, viewer, prod_operation):
-    assert login(client, viewer).get(prod_operation.get_absolute_url()).status_code == 403
+    assert (
+        login(client, viewer).get(prod_operation.get_absolute_url()).status_code == 403
+    )
 
 
 def test_log_text(client, viewer, operation, run_jobs):
@@ -138,7 +144,9 @@ def test_cancel_by_operator(client, operator, operation):
     assert f"Canceled operation {operation.pk}" in response.content.decode()
 
 
-def test_cancel_operator_of_other_environment_is_forbidden(client, operator, prod_operation):
+def test_cancel_operator_of_other_environment_is_forbidden(
+    client, operator, prod_operation
+):
     url = reverse("portal:operation_cancel", args=[prod_operation.pk])
     assert login(client, operator).post(url).status_code == 403
 
@@ -186,7 +194,9 @@ def test_admin_cancel_action_asks_for_the_cancel_verb(
     operation.refresh_from_db()
     assert operation.status == OperationStatus.QUEUED
 
-    RoleAssignment.objects.create(user=staff, role=Role.OPERATOR, environment=environment)
+    RoleAssignment.objects.create(
+        user=staff, role=Role.OPERATOR, environment=environment
+    )
     response = client.post(url, data, follow=True)
     assert "Cancel requested for 1 operation" in response.content.decode()
     operation.refresh_from_db()

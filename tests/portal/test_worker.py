@@ -83,7 +83,7 @@ def test_ten_concurrent_requests_on_one_stack_run_one_at_a_time(
     # Started strictly in request (ticket) order ...
     assert [op.ticket for op in by_start] == sorted(op.ticket for op in operations)
     # ... and never two at once.
-    for before, after in zip(by_start, by_start[1:]):
+    for before, after in zip(by_start, by_start[1:], strict=False):
         assert before.finished <= after.started
 
     # Each log is whole and no two logs interleave in time.
@@ -95,7 +95,7 @@ def test_ten_concurrent_requests_on_one_stack_run_one_at_a_time(
         spans.append((lines[0].created, lines[-1].created))
         assert operation.started <= lines[0].created
         assert lines[-1].created <= operation.finished
-    for (_, end), (start, _) in zip(spans, spans[1:]):
+    for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
         assert end < start
 
 

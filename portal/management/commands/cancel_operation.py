@@ -30,7 +30,9 @@ class Command(OperationCommand):
         except (Operation.DoesNotExist, ValidationError):
             raise CommandError(f"No operation {options['operation_id']!r}.")
         if operation.is_terminal:
-            raise CommandError(f"Operation {operation.pk} is already {operation.status}.")
+            raise CommandError(
+                f"Operation {operation.pk} is already {operation.status}."
+            )
         try:
             operation = cancel_operation(operation, user=user)
         except PermissionDenied as exc:

@@ -1,6 +1,6 @@
 """Check an environment's Docker host (the host.check operation).
 
-    manage.py check_host --env E [--user U] [--enqueue [--wait]]
+manage.py check_host --env E [--user U] [--enqueue [--wait]]
 """
 
 from portal.management.base import OperationCommand

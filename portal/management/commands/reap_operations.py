@@ -32,5 +32,6 @@ class Command(OperationCommand):
         found = reap_operations(dry_run=options["dry_run"], environments=allowed)
         verb = "Would fail" if options["dry_run"] else "Failed"
         for operation, reason in found:
-            self.stdout.write(f"{verb} {operation.pk} ({operation.kind} on {operation.target}): {reason}")
+            what = f"{operation.kind} on {operation.target}"
+            self.stdout.write(f"{verb} {operation.pk} ({what}): {reason}")
         self.stdout.write(f"{len(found)} abandoned operation(s).")

@@ -1,7 +1,7 @@
 """Run an operation of any registered kind, here or on a worker.
 
-    manage.py run_operation KIND --env E [--stack S] [--service X]
-        [--param k=v ...] [--user U] [--enqueue [--wait]] [--no-queue]
+manage.py run_operation KIND --env E [--stack S] [--service X]
+    [--param k=v ...] [--user U] [--enqueue [--wait]] [--no-queue]
 """
 
 from django.core.management.base import CommandError

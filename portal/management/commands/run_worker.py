@@ -126,7 +126,8 @@ class Command(BaseCommand):
             status=OperationStatus.RUNNING, worker_name=worker.name
         ):
             abandon_operation(
-                operation, f"worker {worker.name} (pid {old.pid}) died and was restarted"
+                operation,
+                f"worker {worker.name} (pid {old.pid}) died and was restarted",
             )
         old.register_death()
         connections.close_all()
