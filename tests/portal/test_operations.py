@@ -391,3 +391,23 @@ def test_operation_log_saves_every_line_in_order(redis_conn, operator, environme
     assert [line[2] for line in lines[:3]] == ["plain", "disk 93% full", "api is up"]
     assert lines[3][2].endswith("…(truncated)")
     assert log.saved_seq == 4
+
+
+def test_queue_operation_puts_approved_operation_in_line(
+    redis_conn, operator, environment, stack
+):
+    """An operation held for approval takes a ticket when queued, not before."""
+    from portal.operations import queue_operation
+
+    held = steps(operator, environment, stack)
+    Operation.objects.filter(pk=held.pk).update(
+        status=OperationStatus.AWAITING_APPROVAL, ticket=None, dispatched=None
+    )
+    held.refresh_from_db()
+    running = steps(operator, environment, stack)  # not blocked by the held one
+    assert running.dispatched is not None
+    queue_operation(held)
+    held.refresh_from_db()
+    assert held.status == OperationStatus.QUEUED
+    assert held.ticket > running.ticket
+    assert held.dispatched is None  # waits behind `running`
