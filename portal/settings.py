@@ -113,7 +113,7 @@ STATIC_ROOT = env.path("STATIC_ROOT", default=BASE_DIR / "staticfiles")
 # let nginx serve STATIC_ROOT (manage.py collectstatic).
 PORTAL_SERVE_STATIC = env.bool("PORTAL_SERVE_STATIC", default=not PRODUCTION)
 
-LOGIN_URL = "admin:login"
+LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/"
 
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")

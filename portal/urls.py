@@ -1,7 +1,10 @@
 """URL configuration of Stack Portal."""
 
+import django_rq.urls
 from django.contrib import admin
-from django.urls import include, path
+from django.contrib.auth.decorators import user_passes_test
+from django.core.exceptions import PermissionDenied
+from django.urls import URLPattern, URLResolver, include, path
 
 from . import views
 
@@ -19,9 +22,59 @@ portal_patterns = [
     ),
 ]
 
+
+def _is_superuser(user):
+    """Admit active superusers; refuse other signed-in users outright.
+
+    Anonymous users are sent to the login page; a signed-in user who is not
+    a superuser gets 403 rather than a login page that would admit them
+    again.
+    """
+    if user.is_active and user.is_superuser:
+        return True
+    if user.is_authenticated:
+        raise PermissionDenied("Only superusers may use the RQ dashboard.")
+    return False
+
+
+def superuser_only(patterns):
+    """Return ``patterns`` with every view, nested includes too, for superusers.
+
+    django-rq checks only ``is_staff`` (its stats views also accept an API
+    token), while requeueing or deleting jobs bypasses portal roles; so the
+    whole dashboard is for superusers.
+    """
+    guard = user_passes_test(_is_superuser)
+    wrapped = []
+    for entry in patterns:
+        if isinstance(entry, URLResolver):
+            wrapped.append(
+                URLResolver(
+                    entry.pattern,
+                    superuser_only(entry.url_patterns),
+                    entry.default_kwargs,
+                    entry.app_name,
+                    entry.namespace,
+                )
+            )
+        elif isinstance(entry, URLPattern):
+            wrapped.append(
+                URLPattern(
+                    entry.pattern, guard(entry.callback), entry.default_args, entry.name
+                )
+            )
+        else:
+            raise TypeError(f"Unexpected URL entry {entry!r}")
+    return wrapped
+
+
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("django-rq/", include("django_rq.urls")),
+    path("accounts/", include("django.contrib.auth.urls")),
+    path(
+        "django-rq/",
+        include((superuser_only(django_rq.urls.urlpatterns), django_rq.urls.app_name)),
+    ),
     path("", include((portal_patterns, "portal"))),
     path("", include("stacks.urls")),
 ]
