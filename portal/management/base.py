@@ -106,8 +106,14 @@ class OperationCommand(BaseCommand):
         """Request ``kind`` and run, enqueue or follow it as ``options`` say.
 
         Return the operation; raise CommandError unless it succeeded (or was
-        only enqueued).
+        only enqueued), and when it cannot be requested (no permission, the
+        stack busy with ``--no-queue``, a plan that cannot be computed).
         """
+        # The stack runners compute their plan with the request and raise
+        # StackError for a configuration they cannot plan (an unset port
+        # variable, a bad subnet); nothing has been created by then.
+        from stacks.docker import StackError
+
         user = self.get_user(options)
         enqueue = options.get("enqueue", False)
         try:
@@ -121,9 +127,7 @@ class OperationCommand(BaseCommand):
                 wait=not options.get("no_queue", False),
                 enqueue=enqueue,
             )
-        except PermissionDenied as exc:
-            raise CommandError(str(exc))
-        except OperationConflict as exc:
+        except (PermissionDenied, OperationConflict, StackError, ValueError) as exc:
             raise CommandError(str(exc))
         self.stdout.write(f"Operation {operation.pk}: {kind} on {operation.target}")
         if operation.plan:

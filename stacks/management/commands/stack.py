@@ -12,6 +12,8 @@ The make targets ``start-<stack>``, ``stop-<stack>``, ``restart-<stack>``,
 
 from django.core.exceptions import PermissionDenied
 from django.core.management.base import CommandError
+from docker.errors import DockerException
+from requests.exceptions import RequestException
 
 from portal.choices import Verb
 from portal.management.base import OperationCommand
@@ -101,13 +103,23 @@ class Command(OperationCommand):
         else:
             self.logs(environment, stack, service, options)
 
+    def client(self, environment):
+        """Return the environment's Docker client, or raise CommandError."""
+        try:
+            return adapter.client_for(environment)
+        except adapter.StackError as exc:
+            # The message names the environment and its Docker host.
+            raise CommandError(str(exc))
+
     def status(self, environment, stack):
         stacks = list(Stack.objects.filter(pk=stack.pk).prefetch_related("services"))
-        status = environment_status(
-            environment, client=adapter.client_for(environment), stacks=stacks
-        )
+        client = self.client(environment)
+        status = environment_status(environment, client=client, stacks=stacks)
         if status["error"]:
-            raise CommandError(status["error"])
+            raise CommandError(
+                f"Docker host {environment.docker_host} of environment "
+                f"{environment.name}: {status['error']}"
+            )
         row = status["stacks"][0]
         self.stdout.write(
             f"Stack {row['name']} in {environment.name} (project {row['project']}): "
@@ -133,7 +145,7 @@ class Command(OperationCommand):
             self.stdout.write("  ".join([*cells, r[-1]]).rstrip())
 
     def logs(self, environment, stack, service, options):
-        client = adapter.client_for(environment)
+        client = self.client(environment)
         project = environment.project_name(stack)
         services = [service.name] if service else None
         names = services or list(stack.services.values_list("name", flat=True))
@@ -150,3 +162,8 @@ class Command(OperationCommand):
                 self.stdout.flush()
         except KeyboardInterrupt:
             pass
+        except (DockerException, RequestException) as exc:
+            raise CommandError(
+                f"Docker host {environment.docker_host} of environment "
+                f"{environment.name}: {exc}"
+            )
