@@ -679,12 +679,21 @@ def render_compose(plan):
 
 
 def write_compose_files(environment, stacks, output_dir):
-    """Write ``compose.<stack>.yml`` for each of ``stacks``; return the paths."""
+    """Write ``compose.<stack>.yml`` for each of ``stacks``; return the paths.
+
+    Every file is rendered before the first is written, so a stack whose
+    plan fails (an unset variable in a port, for instance) leaves nothing
+    behind.
+    """
     folder = Path(output_dir)
+    texts = [
+        (
+            folder / f"compose.{stack.name}.yml",
+            render_compose(stack_plan(environment, stack)),
+        )
+        for stack in stacks
+    ]
     folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for stack in stacks:
-        path = folder / f"compose.{stack.name}.yml"
-        path.write_text(render_compose(stack_plan(environment, stack)))
-        paths.append(path)
-    return paths
+    for path, text in texts:
+        path.write_text(text)
+    return [path for path, _ in texts]

@@ -14,6 +14,7 @@ import pytest
 import yaml
 from django.conf import settings
 from django.core.management import call_command
+from django.core.management.base import CommandError
 
 from stacks.compose import render_compose, stack_plan, start_levels
 from stacks.config import import_configs
@@ -192,3 +193,33 @@ def test_render_compose_command_writes_one_file_per_stack(configs, tmp_path, val
     assert yaml.safe_load((one / "compose.core.yml").read_text())["name"] == (
         "multimodal-development-core"
     )
+
+
+def test_render_compose_command_unset_variable_writes_nothing(configs, tmp_path):
+    """An unset variable in a port of a later stack's service is a
+    CommandError naming the variable and the service; no file is written,
+    not even those of the stacks before it."""
+    from stacks.models import Service, ServiceOverride
+
+    demo = Environment.objects.get(name="demo")
+    grafana = Service.objects.get(name="grafana")
+    override, _ = ServiceOverride.objects.get_or_create(
+        environment=demo, service=grafana
+    )
+    override.values = {**override.values, "ports": ["${PORTAL_TEST_UNSET_PORT}:3000"]}
+    override.save()
+    folder = tmp_path / "out"
+    with pytest.raises(CommandError) as excinfo:
+        call_command(
+            "render_compose",
+            "--env",
+            "demo",
+            "--output",
+            str(folder),
+            stdout=StringIO(),
+        )
+    assert str(excinfo.value) == (
+        "Cannot render the compose files of demo: variable PORTAL_TEST_UNSET_PORT "
+        "is not set (service grafana) and the reference has no default"
+    )
+    assert not folder.exists()

@@ -13,7 +13,10 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from stacks.compose import write_compose_files
+from stacks.config import ConfigError
+from stacks.docker import StackError
 from stacks.models import Environment, Stack
+from stacks.secrets import MissingSecret
 
 
 class Command(BaseCommand):
@@ -43,7 +46,10 @@ class Command(BaseCommand):
         )
         try:
             paths = write_compose_files(environment, list(stacks), folder)
-        except ValueError as exc:
-            raise CommandError(str(exc))
+        except (MissingSecret, ConfigError, StackError, ValueError) as exc:
+            # A MissingSecret names the variable and the service.
+            raise CommandError(
+                f"Cannot render the compose files of {environment.name}: {exc}"
+            )
         for path in paths:
             self.stdout.write(str(path))
