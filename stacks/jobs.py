@@ -311,7 +311,9 @@ class StartStackJob(_StackRunner):
                 raise OperationFailed(
                     f"Stack {self.stack.name} depends on stacks that are not "
                     f"running in {self.environment.name}: {'; '.join(problems)}. "
-                    "Start them first, or start with with_dependencies."
+                    "Start them first, or start with dependencies "
+                    "(manage.py stack start --with-dependencies, or tick "
+                    '"with dependencies" next to Start on the environment page).'
                 )
             todo = [self.stack]
         plans = [(s, _plan_or_fail(self.environment, s)) for s in todo]

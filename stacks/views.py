@@ -41,12 +41,16 @@ def environment_detail(request, name):
     allowed = {
         verb: user_can(request.user, verb, environment) for verb in STACK_ACTIONS
     }
+    # Stacks that depend on another one, read from the prefetched reverse
+    # relation: their Start form offers "with dependencies".
+    depending = {d.pk for stack in stacks for d in stack.dependents.all()}
     rows = []
     for stack, stack_status in zip(stacks, status["stacks"], strict=True):
         rows.append(
             {
                 "stack": stack,
                 "status": stack_status,
+                "has_dependencies": stack.pk in depending,
                 "blast_radius": _blast_radius(environment, stack)
                 if allowed["stop"] or allowed["restart"]
                 else "",
@@ -77,7 +81,11 @@ def environment_status_json(request, name):
 @login_required
 @require_POST
 def stack_action(request, name, stack, action):
-    """Ask for a stack to be started, stopped or restarted."""
+    """Ask for a stack to be started, stopped or restarted.
+
+    A start takes the form's ``with_dependencies`` box: start the stacks it
+    depends on first.
+    """
     environment = get_object_or_404(Environment, name=name)
     stack = get_object_or_404(Stack, name=stack)
     require(request.user, action, environment)
@@ -86,8 +94,15 @@ def stack_action(request, name, stack, action):
     from . import operations
 
     request_action = getattr(operations, f"{action}_stack")
+    options = {}
+    if action == "start":
+        options["with_dependencies"] = request.POST.get("with_dependencies") in (
+            "1",
+            "on",
+            "true",
+        )
     try:
-        operation = request_action(environment, stack, user=request.user)
+        operation = request_action(environment, stack, user=request.user, **options)
     except ValidationError as exc:
         for message in exc.messages:
             messages.error(request, message)

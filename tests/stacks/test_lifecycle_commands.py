@@ -75,6 +75,9 @@ def test_stack_command_fails_with_the_operation_error(env, operator):  # noqa: F
         stack_command("start", "inference", "--env", env.name, user=operator)
     assert "failed" in str(excinfo.value)
     assert "depends on stacks that are not running" in str(excinfo.value)
+    # How to start them too, on the command line and on the page.
+    assert "manage.py stack start --with-dependencies" in str(excinfo.value)
+    assert '"with dependencies" next to Start' in str(excinfo.value)
 
 
 @pytest.mark.django_db

@@ -203,3 +203,31 @@ def test_stack_action_operator_queues_operation(client, world, action, redis_con
     assert response.url == operation.get_absolute_url()
     assert operation.requested_by == users["operator"]
     assert action in operation.kind
+
+
+def test_stack_start_with_dependencies_box(client, world, redis_conn):
+    """Ticking "with dependencies" asks for a start of the stacks it depends
+    on first; the box is offered only where there are some."""
+    from portal.models import Operation
+
+    env, web, users = world
+    client.force_login(users["operator"])
+    html = client.get(_urls(env, web)["page"]).content.decode()
+    assert html.count('name="with_dependencies"') == 1  # web, not data
+    start = html.index(_action_url(env, web, "start"))
+    assert html.index('name="with_dependencies"', start) < html.index("</form>", start)
+
+    response = client.post(_action_url(env, web, "start"), {"with_dependencies": "1"})
+    operation = Operation.objects.get()
+    assert response.url == operation.get_absolute_url()
+    assert operation.parameters == {"with_dependencies": True}
+    assert operation.plan["with_dependencies"] is True
+
+
+def test_stack_start_without_dependencies_box(client, world, redis_conn):
+    from portal.models import Operation
+
+    env, web, users = world
+    client.force_login(users["operator"])
+    client.post(_action_url(env, web, "start"))
+    assert Operation.objects.get().parameters == {}
