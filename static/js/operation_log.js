@@ -7,6 +7,11 @@
  * duplicates dropped; after a disconnect the page reconnects with the last
  * seq it has, so it resumes without gaps. Once the status is terminal and
  * every line up to its last_seq has arrived, the socket is closed for good.
+ *
+ * Status events also fill the facts a page loaded before the run could not
+ * show (started, queue wait, finished, duration) and hide the Cancel form
+ * once the operation is over. The worker's name is not in the event, so it
+ * is read from a fresh copy of this page once the operation has started.
  */
 (function () {
   "use strict";
@@ -32,7 +37,8 @@
     connects: 0,
     socket: null,
     shown: 0,
-    hidden: 0
+    hidden: 0,
+    workerRequested: false
   };
   window.operationLog = state;
 
@@ -50,6 +56,83 @@
       return "";
     }
     return t.toTimeString().slice(0, 8);
+  }
+
+  // Same format as the template's date:"Y-m-d H:i:s" (event times are UTC
+  // ISO strings, as the page's are with the default TIME_ZONE).
+  function stamp(iso) {
+    return iso ? iso.slice(0, 19).replace("T", " ") : "";
+  }
+
+  // Mirrors portal.models.format_duration.
+  function formatDuration(seconds) {
+    seconds = Math.max(0, seconds);
+    if (seconds < 1) {
+      return Math.round(seconds * 1000) + " ms";
+    }
+    if (seconds < 60) {
+      return seconds.toFixed(1) + " s";
+    }
+    var pad = function (n) {
+      return (n < 10 ? "0" : "") + n;
+    };
+    if (seconds < 3600) {
+      return Math.floor(seconds / 60) + " min " + pad(Math.floor(seconds % 60)) + " s";
+    }
+    return (
+      Math.floor(seconds / 3600) + " h " + pad(Math.floor((seconds % 3600) / 60)) + " min"
+    );
+  }
+
+  function secondsBetween(from, to) {
+    return (new Date(to) - new Date(from)) / 1000;
+  }
+
+  // Fetch this page again and copy the worker's name from it.
+  function fillWorker() {
+    var worker = field("worker");
+    if (!worker || worker.textContent || state.workerRequested || !window.fetch) {
+      return;
+    }
+    state.workerRequested = true;
+    window
+      .fetch(window.location.href, { credentials: "same-origin" })
+      .then(function (response) {
+        return response.ok ? response.text() : "";
+      })
+      .then(function (html) {
+        var doc = new DOMParser().parseFromString(html, "text/html");
+        var fresh = doc.querySelector('[data-operation-log] [data-field="worker"]');
+        if (fresh && fresh.textContent) {
+          worker.textContent = fresh.textContent;
+        } else {
+          state.workerRequested = false; // try again at the next event
+        }
+      })
+      .catch(function () {
+        state.workerRequested = false;
+      });
+  }
+
+  function setTimes(event) {
+    if (event.started) {
+      field("started").textContent = stamp(event.started);
+      var wait = field("queue_wait");
+      if (wait && wait.dataset.enqueued) {
+        wait.textContent = formatDuration(
+          secondsBetween(wait.dataset.enqueued, event.started)
+        );
+      }
+      fillWorker();
+    }
+    if (event.finished) {
+      field("finished").textContent = stamp(event.finished);
+    }
+    if (event.started && event.finished) {
+      field("duration").textContent = formatDuration(
+        secondsBetween(event.started, event.finished)
+      );
+    }
   }
 
   function appendLines(lines) {
@@ -110,19 +193,16 @@
     error.hidden = !event.error;
     var cancel = field("cancel");
     cancel.hidden = !(event.cancel_requested && !isTerminal(event.status));
+    setTimes(event);
     if (isTerminal(event.status)) {
       state.finalSeq = event.last_seq || 0;
-      if (event.finished) {
-        field("finished").textContent = event.finished.slice(0, 19).replace("T", " ");
-      }
-      if (event.started && event.finished) {
-        var seconds = (new Date(event.finished) - new Date(event.started)) / 1000;
-        field("duration").textContent =
-          seconds < 60 ? seconds.toFixed(1) + " s" : Math.round(seconds / 60) + " min";
-      }
       var form = field("cancel-form");
       if (form) {
         form.hidden = true;
+        var button = form.querySelector("button");
+        if (button) {
+          button.disabled = true;
+        }
       }
       if (event.result !== undefined && event.result !== null) {
         field("result").textContent = JSON.stringify(event.result, null, 2);

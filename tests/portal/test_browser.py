@@ -1,5 +1,7 @@
 """The operation page in chromium: live log from a worker, resumed after a drop."""
 
+import re
+
 import pytest
 from django.conf import settings
 from django.test import Client
@@ -73,4 +75,73 @@ def test_operation_page_follows_log_and_resumes_after_a_drop(
     assert '"lines": 1500' in page.text_content('[data-field="result"]')
     assert page.text_content('[data-field="percent"]') == "100"
     screenshot(page, "operation_detail")
+    context.close()
+
+
+@pytest.fixture
+def queued(redis_conn, operator, environment, stack):
+    """Queue an operation with no worker yet; return it and an operator's cookie."""
+    operation = request_operation(
+        "test.steps",
+        user=operator,
+        environment=environment,
+        stack=stack,
+        parameters={"steps": 5, "sleep": 0.2},
+    )
+    client = Client()
+    client.force_login(operator)
+    return operation, client.cookies[settings.SESSION_COOKIE_NAME].value
+
+
+def test_operation_page_loaded_while_queued_fills_facts_and_hides_cancel(
+    queued,
+    worker_process,
+    live_server_url,  # noqa: F811
+    browser,  # noqa: F811
+    screenshot,  # noqa: F811
+):
+    """Started, queue wait, worker, finished and duration fill in live, and
+    Cancel goes away once the operation has finished, without a reload."""
+    from playwright.sync_api import expect
+
+    operation, cookie = queued
+    context = browser.new_context(viewport={"width": 1300, "height": 900})
+    context.add_cookies(
+        [
+            {
+                "name": settings.SESSION_COOKIE_NAME,
+                "value": cookie,
+                "url": live_server_url,
+            }
+        ]
+    )
+    page = context.new_page()
+    page.goto(f"{live_server_url}{operation.get_absolute_url()}")
+    cancel = page.locator('[data-field="cancel-form"] button')
+    expect(page.locator('[data-field="status"]')).to_have_text("queued")
+    expect(cancel).to_be_visible()
+    for name in ("started", "worker", "finished", "duration"):
+        assert page.text_content(f'[data-field="{name}"]').strip() == ""
+    page.evaluate("window.loadedOnce = true")
+
+    worker = worker_process()
+    page.wait_for_function("window.operationLog.done === true", timeout=30_000)
+
+    expect(page.locator('[data-field="status"]')).to_have_text(
+        OperationStatus.SUCCEEDED
+    )
+    expect(cancel).to_be_hidden()
+    expect(page.locator('[data-field="worker"]')).to_have_text(worker.name)
+    started = page.text_content('[data-field="started"]')
+    finished = page.text_content('[data-field="finished"]')
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", started), started
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", finished), finished
+    assert started <= finished
+    assert re.fullmatch(r"\d+\.\d s", page.text_content('[data-field="duration"]'))
+    assert re.fullmatch(
+        r"\d+(\.\d)? (ms|s)|\d+ min \d\d s",
+        page.text_content('[data-field="queue_wait"]'),
+    )
+    assert page.evaluate("window.loadedOnce") is True
+    screenshot(page, "operation_detail_finished")
     context.close()
