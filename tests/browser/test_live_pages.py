@@ -45,10 +45,10 @@ def world(make_environment, make_stack, make_service, make_user, make_container)
 
 
 def login(page, base_url, user, next_path):
-    page.goto(f"{base_url}/admin/login/?next={next_path}")
+    page.goto(f"{base_url}/accounts/login/?next={next_path}")
     page.fill("#id_username", user.username)
     page.fill("#id_password", "pw-" + user.username)
-    page.click("input[type=submit]")
+    page.click("form.login-form button[type=submit]")
 
 
 def test_environment_page_and_logs_page_live(
