@@ -60,9 +60,10 @@ Followers: one thread per container runs docker-py's
 ``logs(stream=True, follow=True, timestamps=True)`` and hands lines to the
 event loop through the buffer and ``loop.call_soon_threadsafe``. The
 container list is read again every ``RELIST_INTERVAL`` seconds (and when
-group ``logs.<env>.<stack>`` receives ``{"type": "logs.rescan"}``), so
-containers started or recreated after the connect are followed too. On
-disconnect the streams are closed, which ends the threads.
+group ``logs.<env>.<stack>[.<service>]`` receives ``{"type":
+"logs.rescan"}``, which the stack runners of ``stacks.jobs`` send when they
+end), so containers started or recreated after the connect are followed
+too. On disconnect the streams are closed, which ends the threads.
 """
 
 import asyncio

@@ -24,10 +24,12 @@ from functools import partial
 from docker.errors import DockerException
 from requests.exceptions import RequestException
 
+from portal.consumers import publish
 from portal.operations import OperationFailed, OperationRunner, register
 
 from . import docker as adapter
 from .compose import resolve_spec, stack_plan, start_levels
+from .consumers import logs_group
 from .models import Service
 from .operations import blast_radius, dependent_stacks, get_config
 from .secrets import InvalidReference, MissingSecret, environ_for, redact, resolve_all
@@ -108,6 +110,9 @@ class _StackRunner(OperationRunner):
         self.stack = operation.stack
         self.parameters = operation.parameters or {}
         self.started_at = time.monotonic()
+        # {stack name: service names} this run starts or stops; their log
+        # pages are told to look at the containers again when it ends.
+        self.touched = {}
         try:
             self.client = adapter.client_for(self.environment)
             return self.steps()
@@ -120,9 +125,30 @@ class _StackRunner(OperationRunner):
                 f"Docker host {self.environment.docker_host} of environment "
                 f"{self.environment.name}: {exc}"
             ) from exc
+        finally:
+            # Also after a failure or cancel: what was started stays up.
+            self.announce_rescan()
 
     def steps(self):
         raise NotImplementedError
+
+    def touch(self, plan, services):
+        """Note that ``services`` of ``plan`` are about to change."""
+        names = self.touched.setdefault(plan.stack.name, set())
+        names.update(s.name for s in services)
+
+    def announce_rescan(self):
+        """Tell the log consumers of the touched stacks to list containers now.
+
+        Without this a log page finds a started container only at its next
+        periodic reading (``RELIST_INTERVAL``).
+        """
+        event = {"type": "logs.rescan"}
+        env = self.environment.name
+        for stack, services in self.touched.items():
+            publish(logs_group(env, stack), event)
+            for service in sorted(services):
+                publish(logs_group(env, stack, service), event)
 
     # -- shared steps
 
@@ -161,6 +187,7 @@ class _StackRunner(OperationRunner):
     def start_plan(self, plan, services, *, done, total):
         """Bring ``services`` of ``plan`` up; return {service: action}."""
         env, client, log = self.environment, self.client, self.log
+        self.touch(plan, services)
         log.info(
             f"Stack {plan.stack.name} in {env.name}: project {plan.project}, "
             f"{len(services)} service(s)"
@@ -231,6 +258,7 @@ class _StackRunner(OperationRunner):
     def stop_plan(self, plan, services, *, remove, done, total):
         """Stop ``services`` of ``plan`` in reverse order; return their names."""
         client, log = self.client, self.log
+        self.touch(plan, services)
         states = adapter.service_states(client, plan.project)
         stopped = []
         for level in reversed(start_levels(services)):

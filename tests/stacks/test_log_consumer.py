@@ -322,3 +322,56 @@ async def test_logs_rescan_event_on_group(world, make_container, settings):
     await client.until(lambda: len(numbers(client.lines, "beta")) >= 3, timeout=10)
     await comm.disconnect()
     assert logs_group(env.name, web.name) == f"logs.{env.name}.web"
+
+
+@pytest.fixture
+def ops_world(world, make_stack, make_service, make_user):
+    """Return (environment, stack "ops" with a counting service, operator)."""
+    env, _, _ = world
+    ops = make_stack("ops")
+    # $$: the portal resolves ${VAR} references in a service's command.
+    script = counter("ticker").replace("$", "$$")
+    make_service(ops, "ticker", command=["sh", "-c", script])
+    return env, ops, make_user("operator", "operator", env)
+
+
+async def test_logs_follow_container_started_by_an_operation(
+    ops_world, docker_client, settings
+):
+    """A stack.start tells the log pages of its stack and of each service it
+    started to list the containers again (`logs.rescan`), so a page open
+    before the start follows the new container at once, without waiting for
+    the periodic re-listing."""
+    from django.db import connection
+
+    from portal.choices import OperationStatus
+    from portal.operations import run_inline
+    from stacks.operations import start_stack
+    from tests.conftest import RUN_ID, TEST_LABEL
+
+    settings.PORTAL_CONTAINER_LOGS = {"RELIST_INTERVAL": 60}
+    settings.PORTAL_EXTRA_LABELS = {TEST_LABEL: RUN_ID}
+    env, ops, operator = ops_world
+
+    clients = {}
+    for service in (None, "ticker"):
+        comm = communicator(env, ops, operator, "tail=0", service=service)
+        assert (await comm.connect())[0]
+        clients[service] = client = Client(comm)
+        await client.until(lambda c=client: "tail.done" in c.types())
+
+    def start():
+        try:
+            return run_inline(start_stack(env, ops, user=operator, enqueue=False))
+        finally:
+            connection.close()
+
+    operation = await asyncio.to_thread(start)
+    assert operation.status == OperationStatus.SUCCEEDED, operation.error
+    finished = time.monotonic()
+    for client in clients.values():
+        await client.until(lambda c=client: numbers(c.lines, "ticker"), timeout=5)
+        assert time.monotonic() - finished < 3
+        assert numbers(client.lines, "ticker")[0] == 0
+        assert "containers" in client.types()
+        await client.comm.disconnect()
