@@ -13,6 +13,7 @@ from django.db import models
 from django.urls import reverse
 
 from .choices import DataType
+from .config.schema import OVERRIDE_KEYS
 
 __all__ = [
     "ConfigValue",
@@ -320,21 +321,8 @@ class ServiceOverride(models.Model):
     ``restart``, ``extra`` replace; ``environment`` merges.
     """
 
-    ALLOWED_KEYS = {
-        "image",
-        "command",
-        "entrypoint",
-        "environment",
-        "ports",
-        "volumes",
-        "healthcheck",
-        "gpu",
-        "gpu_count",
-        "shm_size",
-        "user",
-        "restart",
-        "extra",
-    }
+    # The keys configs/stacks.yaml accepts in an override.
+    ALLOWED_KEYS = frozenset(OVERRIDE_KEYS)
 
     environment = models.ForeignKey(
         Environment, on_delete=models.CASCADE, related_name="service_overrides"

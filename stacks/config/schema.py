@@ -25,6 +25,7 @@ from .loader import Issue, LineDict, line_of
 
 __all__ = [
     "DEFAULT_CONFIG",
+    "OVERRIDE_KEYS",
     "PASSTHROUGH_KEYS",
     "SERVICE_KEYS",
     "StacksConfig",
@@ -101,21 +102,11 @@ LEGACY_SERVICE_KEYS = {
     "runtime": "GPU access comes from gpu: true",
     "networks": "services join their stack's networks",
 }
-OVERRIDE_KEYS = (
-    "image",
-    "command",
-    "entrypoint",
-    "environment",
-    "ports",
-    "volumes",
-    "healthcheck",
-    "gpu",
-    "gpu_count",
-    "shm_size",
-    "user",
-    "restart",
-    "extra",
-)
+#: Service keys an environment override cannot change.
+SERVICE_ONLY_KEYS = ("description", "category", "build", "depends_on")
+#: Keys of an environment's service override (``ServiceOverride.values``),
+#: in the order of SERVICE_KEYS.
+OVERRIDE_KEYS = tuple(k for k in SERVICE_KEYS if k not in SERVICE_ONLY_KEYS)
 STACK_KEYS = (
     "description",
     "services",

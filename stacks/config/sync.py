@@ -18,7 +18,7 @@ from django.db.models import ProtectedError, RestrictedError
 
 from .loader import ConfigError, Issue, display_path, load_yaml
 from .policies import check_backup_strategies, check_retention_policies
-from .schema import parse_stacks
+from .schema import SERVICE_KEYS, parse_stacks
 
 __all__ = [
     "ACTIONS",
@@ -38,25 +38,9 @@ CREATED, UPDATED, UNCHANGED, NOT_IN_FILE, DELETED = (
 )
 ACTIONS = (CREATED, UPDATED, UNCHANGED, NOT_IN_FILE, DELETED)
 
-SERVICE_FIELDS = (
-    "description",
-    "category",
-    "image",
-    "build",
-    "command",
-    "entrypoint",
-    "environment",
-    "ports",
-    "volumes",
-    "healthcheck",
-    "gpu",
-    "gpu_count",
-    "restart",
-    "user",
-    "shm_size",
-    "extra",
-    "order",
-)
+# The Service fields an import writes: every service key of the file (less
+# depends_on, a many-to-many set after the rows exist) and the order.
+SERVICE_FIELDS = (*(k for k in SERVICE_KEYS if k != "depends_on"), "order")
 ENVIRONMENT_FIELDS = (
     "alias",
     "description",

@@ -588,3 +588,65 @@ def test_secret_variables_in_settings_of_a_strict_environment(tmp_path):
         "secret variables cannot be set in the file where environment production "
         "requires ${VAR} references"
     ) in errors_of(path)
+
+
+# A value of each service key, for the override key tests below.
+KEY_VALUES = {
+    "description": "d",
+    "category": "c",
+    "image": "x:1",
+    "build": "./b",
+    "command": "true",
+    "entrypoint": "sh",
+    "environment": {"A": "1"},
+    "ports": ["6390:6379"],
+    "volumes": [],
+    "healthcheck": {"test": ["CMD", "true"]},
+    "gpu": False,
+    "gpu_count": 1,
+    "depends_on": [],
+    "restart": "no",
+    "user": "1000",
+    "shm_size": "1g",
+    "extra": {},
+}
+
+
+def test_override_keys_follow_the_service_keys():
+    """One list: the override keys are the service keys an environment may
+    change, in the order of the service keys, and the model allows exactly
+    those; an import writes every service key but depends_on (a relation)."""
+    from stacks.config.schema import OVERRIDE_KEYS, SERVICE_KEYS
+    from stacks.config.sync import SERVICE_FIELDS
+    from stacks.models import ServiceOverride
+
+    assert set(KEY_VALUES) == set(SERVICE_KEYS)
+    assert OVERRIDE_KEYS == tuple(
+        k for k in SERVICE_KEYS if k in ServiceOverride.ALLOWED_KEYS
+    )
+    assert ServiceOverride.ALLOWED_KEYS == frozenset(OVERRIDE_KEYS)
+    assert SERVICE_FIELDS == (*(k for k in SERVICE_KEYS if k != "depends_on"), "order")
+    assert {f.name for f in Service._meta.get_fields()} >= set(SERVICE_FIELDS)
+
+
+@pytest.mark.parametrize("key", list(KEY_VALUES))
+def test_override_key_accepted_by_import_and_model_alike(tmp_path, key):
+    from django.core.exceptions import ValidationError
+
+    from stacks.config.schema import OVERRIDE_KEYS
+    from stacks.models import ServiceOverride
+
+    data = minimal()
+    data["environments"]["development"]["overrides"] = {"redis": {key: KEY_VALUES[key]}}
+    try:
+        validate_configs(write_config(tmp_path, data))
+        text = ""
+    except ConfigError as exc:
+        text = str(exc)
+    imported = f"unknown key {key!r}" not in text
+    try:
+        ServiceOverride(values={key: KEY_VALUES[key]}).clean()
+        stored = True
+    except ValidationError:
+        stored = False
+    assert imported == stored == (key in OVERRIDE_KEYS)
