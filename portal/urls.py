@@ -2,6 +2,7 @@
 
 import django_rq.urls
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import user_passes_test
 from django.core.exceptions import PermissionDenied
 from django.urls import URLPattern, URLResolver, include, path
@@ -70,7 +71,10 @@ def superuser_only(patterns):
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("accounts/", include("django.contrib.auth.urls")),
+    # Login and logout only: password reset needs outgoing mail, which the
+    # portal does not configure; admins reset passwords with changepassword.
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path(
         "django-rq/",
         include((superuser_only(django_rq.urls.urlpatterns), django_rq.urls.app_name)),

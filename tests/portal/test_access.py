@@ -144,3 +144,8 @@ def test_rq_every_view_refuses_staff(staff):
     for view in views:
         with pytest.raises(PermissionDenied):
             view.callback(request)
+
+
+def test_password_reset_is_not_offered(client):
+    """No outgoing mail is configured, so no reset form that would fail."""
+    assert client.get("/accounts/password_reset/").status_code == 404
