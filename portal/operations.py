@@ -1110,11 +1110,22 @@ def _abandon_reason(operation, redis, stale_before):
             JobStatus.CANCELED,
             JobStatus.FINISHED,
         ):
-            return f"its RQ job ended ({job_status}) without finishing it"
+            return f"its RQ job {_job_ended(job_status)} without finishing it"
     if operation.heartbeat is None or operation.heartbeat < stale_before:
         seen = operation.heartbeat.isoformat() if operation.heartbeat else "never"
         return f"no heartbeat from {name or 'its worker'} since {seen}"
     return None
+
+
+def _job_ended(job_status):
+    """Return how an RQ job ended, in words: ``failed``, ``was stopped``."""
+    value = getattr(job_status, "value", job_status)
+    return {
+        "failed": "failed",
+        "finished": "returned",
+        "stopped": "was stopped",
+        "canceled": "was canceled",
+    }.get(value, f"ended as {value}")
 
 
 def abandon_operation(operation, reason):
@@ -1219,7 +1230,7 @@ def _recover_lost_jobs(redis, dispatched_before):
             finish_operation(
                 operation,
                 OperationStatus.ERRORED,
-                error=f"Its RQ job {job_status} before it started: "
+                error=f"Its RQ job {_job_ended(job_status)} before it started: "
                 f"{info[-1] if info else 'no details'}",
             )
             continue
