@@ -1,5 +1,8 @@
-"""Models shared by every app: role assignments and operations."""
+"""Models shared by every app: role assignments, operations, the audit log."""
 
+import datetime
+import hashlib
+import json
 import uuid
 
 from django.conf import settings
@@ -9,7 +12,15 @@ from django.utils import timezone
 
 from .choices import LogLevel, OperationStatus, Role
 
-__all__ = ["EnvironmentLock", "Operation", "OperationLogLine", "RoleAssignment"]
+__all__ = [
+    "AppendOnlyError",
+    "AuditEntry",
+    "AuditHead",
+    "EnvironmentLock",
+    "Operation",
+    "OperationLogLine",
+    "RoleAssignment",
+]
 
 
 class RoleAssignment(models.Model):
@@ -323,3 +334,118 @@ class EnvironmentLock(models.Model):
 
     def __str__(self):
         return f"lock of {self.environment}"
+
+
+class AppendOnlyError(Exception):
+    """An audit entry was about to be changed or deleted."""
+
+
+class AuditHead(models.Model):
+    """The single row every append to the audit log goes through.
+
+    :func:`portal.audit.record` begins by incrementing ``last_id``: that
+    write serializes appenders (a row lock on PostgreSQL, the database write
+    lock on SQLite), so two writers can never chain onto the same entry.
+    The new value is the id of the entry being appended, which keeps the
+    ids gapless even where a rolled-back insert would burn a sequence
+    value. ``hash`` is the hash of the last entry, so deleting the newest
+    entries is detected as well.
+    """
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    last_id = models.BigIntegerField(default=0)
+    hash = models.CharField(max_length=64, blank=True)
+
+    def __str__(self):
+        return f"audit head {self.last_id} {self.hash[:12]}"
+
+
+class AuditEntry(models.Model):
+    """One entry of the append-only, hash-chained audit log.
+
+    ``hash`` is the SHA-256 of :meth:`canonical` (every field but ``hash``
+    and the ``actor`` link, including ``prev_hash``, the hash of the entry
+    before). Entries are written only by :func:`portal.audit.record`;
+    saving an existing entry or deleting one raises. A queryset
+    ``update()`` or ``delete()`` bypasses that, and
+    :func:`portal.audit.verify_chain` reports it.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    created = models.DateTimeField(db_index=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="audit_entries",
+        help_text="Empty for the system, or when the user was deleted.",
+    )
+    actor_name = models.CharField(
+        max_length=150, help_text="Username when written; kept if the user goes."
+    )
+    action = models.CharField(max_length=50, db_index=True)
+    object_type = models.CharField(
+        max_length=100, blank=True, help_text="app_label.model"
+    )
+    object_id = models.CharField(max_length=64, blank=True)
+    object_repr = models.CharField(max_length=200, blank=True)
+    environment_name = models.CharField(max_length=40, blank=True, db_index=True)
+    data = models.JSONField(default=dict, blank=True)
+    prev_hash = models.CharField(max_length=64, blank=True)
+    hash = models.CharField(max_length=64)
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name_plural = "audit entries"
+        indexes = [
+            models.Index(
+                fields=["object_type", "object_id"], name="portal_audit_object"
+            ),
+        ]
+
+    def __str__(self):
+        return f"#{self.pk} {self.action} {self.object_repr}".rstrip()
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise AppendOnlyError(
+                f"Audit entry {self.pk} is append-only; not saving it."
+            )
+        super().save(*args, **kwargs)
+
+    save.alters_data = True
+
+    def delete(self, *args, **kwargs):
+        raise AppendOnlyError(f"Audit entry {self.pk} is append-only; not deleting it.")
+
+    delete.alters_data = True
+
+    def canonical(self):
+        """Return the bytes the hash covers: canonical JSON of the entry.
+
+        Keys sorted, no whitespace, non-ASCII as ``\\uXXXX`` escapes,
+        ``created`` as UTC ``YYYY-MM-DDTHH:MM:SS.ffffffZ``. The ``actor`` link
+        is left out: deleting a user sets it to NULL, and ``actor_name``
+        keeps who it was.
+        """
+        created = self.created.astimezone(datetime.UTC)
+        payload = {
+            "id": self.pk,
+            "created": created.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "actor_name": self.actor_name,
+            "action": self.action,
+            "object_type": self.object_type,
+            "object_id": self.object_id,
+            "object_repr": self.object_repr,
+            "environment_name": self.environment_name,
+            "data": self.data,
+            "prev_hash": self.prev_hash,
+        }
+        return json.dumps(
+            payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True
+        ).encode()
+
+    def compute_hash(self):
+        """Return the SHA-256 hex digest of :meth:`canonical`."""
+        return hashlib.sha256(self.canonical()).hexdigest()
