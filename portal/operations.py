@@ -43,6 +43,7 @@ lock and dispatches the next in line. A worker whose work horse is killed
 reports that at once (``PortalWorker.handle_work_horse_killed``).
 """
 
+import hashlib
 import importlib
 import json
 import logging
@@ -55,6 +56,7 @@ from datetime import timedelta
 from functools import partial
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ImproperlyConfigured
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import (
@@ -69,6 +71,9 @@ from django.db.models import Case, F, IntegerField, Max, Q, Value, When
 from django.utils import timezone
 from django.utils.module_loading import autodiscover_modules
 
+from stacks.secrets import redact
+
+from . import audit
 from .choices import LogLevel, OperationStatus, Verb
 from .consumers import drain_published, publish
 from .models import EnvironmentLock, Operation, OperationLogLine
@@ -732,8 +737,22 @@ def _publish_status(operation):
     publish(operation.group_name, operation.status_event())
 
 
-def _finish_locked(operation, status, *, result=None, error="", last_seq=None):
-    """Finish ``operation`` inside the mutex; return whether it was active."""
+def _finish_locked(
+    operation,
+    status,
+    *,
+    result=None,
+    error="",
+    last_seq=None,
+    audit_action="operation.finished",
+    audit_actor=None,
+    audit_data=None,
+):
+    """Finish ``operation`` inside the mutex; return whether it was active.
+
+    The same transaction appends ``audit_action`` to the audit log, by
+    ``audit_actor`` (default: the requester, on whose behalf it ran).
+    """
     now = timezone.now()
     fields = {"status": status, "finished": now, "error": error, "result": result}
     if status == OperationStatus.SUCCEEDED:
@@ -747,6 +766,12 @@ def _finish_locked(operation, status, *, result=None, error="", last_seq=None):
     operation.refresh_from_db()
     _dispatch_ready(operation.environment_id)
     transaction.on_commit(partial(_publish_status, operation))
+    data = {"status": str(status)}
+    if error:
+        data["error"] = _first_line(error)
+    if operation.started is not None:
+        data["duration_s"] = round((now - operation.started).total_seconds(), 3)
+    _audit(audit_action, operation, actor=audit_actor, **data, **(audit_data or {}))
     return True
 
 
@@ -781,6 +806,7 @@ def _try_start(operation, worker_name):
             setattr(operation, name, value)
         operation.cancel_requested = False
         transaction.on_commit(partial(_publish_status, operation))
+        _audit("operation.started", operation, worker=fields["worker_name"])
         return True, None
 
     return _in_mutex(operation.environment_id, start)
@@ -810,6 +836,77 @@ def finish_operation(operation, status, *, result=None, error="", last_seq=None)
         lambda ticket: _finish_locked(
             operation, status, result=result, error=error, last_seq=last_seq
         ),
+    )
+
+
+# --- Audit ------------------------------------------------------------------
+
+_OPERATION_TYPE = "portal.operation"
+
+# A plan whose JSON is longer is summarized in its audit entry (its hash
+# and top-level keys); the operation row keeps it whole.
+PLAN_AUDIT_CHARS = 2000
+
+
+def _first_line(text, limit=500):
+    """Return the line that says what went wrong (a traceback's last)."""
+    lines = str(text).strip().splitlines()
+    if not lines:
+        return ""
+    return (lines[-1] if lines[0].startswith("Traceback") else lines[0])[:limit]
+
+
+def _plan_summary(plan):
+    """Return the plan as its audit entry keeps it: hash, and itself if small."""
+    text = json.dumps(plan, sort_keys=True, separators=(",", ":"))
+    summary = {"sha256": hashlib.sha256(text.encode()).hexdigest()}
+    if len(text) <= PLAN_AUDIT_CHARS:
+        summary["content"] = redact(plan)
+    else:
+        summary["keys"] = sorted(plan)[:50] if isinstance(plan, dict) else []
+        summary["chars"] = len(text)
+    return summary
+
+
+def _audit(action, operation, *, actor=None, **data):
+    """Append ``action`` about ``operation`` (call inside the mutex).
+
+    ``actor`` None means the requester (the operation runs on their
+    behalf); :data:`portal.audit.SYSTEM` means no user (the reaper). One
+    SELECT names the operation whatever the caller has loaded.
+    """
+    row = (
+        Operation.objects.filter(pk=operation.pk)
+        .values_list(
+            "kind",
+            "requested_by_id",
+            "requested_by__username",
+            "environment__name",
+            "stack__name",
+            "service__name",
+        )
+        .get()
+    )
+    kind, requester_id, requester_name, env_name, stack_name, service_name = row
+    if actor is None and requester_id is not None:
+        # A reference to the requester without loading the row.
+        user_model = get_user_model()
+        actor = user_model(
+            pk=requester_id, **{user_model.USERNAME_FIELD: requester_name}
+        )
+    elif isinstance(actor, str):  # audit.SYSTEM
+        actor = None
+    target = "/".join(
+        [env_name, stack_name or "*", *([service_name] if service_name else [])]
+    )
+    audit.record(
+        action,
+        actor=actor,
+        environment=env_name,
+        object_type=_OPERATION_TYPE,
+        object_id=operation.pk,
+        object_repr=f"{kind} {target}",
+        data={"kind": kind, **data},
     )
 
 
@@ -888,6 +985,23 @@ def request_operation(
         if enqueue and blocker is None:
             _dispatch_ready(environment.pk)
             operation.refresh_from_db(fields=["dispatched"])
+        audit.record(
+            "operation.requested",
+            actor=user,
+            environment=environment,
+            object_type=_OPERATION_TYPE,
+            object_id=operation.pk,
+            object_repr=f"{kind} {operation.target}",
+            data={
+                "kind": kind,
+                "stack": stack.name if stack else None,
+                "service": service.name if service else None,
+                "parameters": redact(parameters),
+                "plan": _plan_summary(plan),
+                "inline": not enqueue,
+                "queue": queue_name,
+            },
+        )
         return operation
 
     return _in_mutex(environment.pk, create)
@@ -943,10 +1057,20 @@ def cancel_operation(operation, *, user):
                 current,
                 OperationStatus.CANCELED,
                 error=f"Canceled by {user} before it started.",
+                audit_action="operation.canceled",
+                audit_actor=user,
+                audit_data={"was": str(current.status)},
             )
         else:
             current.cancel_requested = True
             transaction.on_commit(partial(_publish_status, current))
+            _audit(
+                "operation.canceled",
+                current,
+                actor=user,
+                status=str(current.status),
+                stops="at the runner's next check",
+            )
         return current.dispatched is not None and current.started is None
 
     was_dispatched = _in_mutex(operation.environment_id, cancel)
@@ -1158,7 +1282,13 @@ def abandon_operation(operation, reason):
             )
         )
         return _finish_locked(
-            current, OperationStatus.FAILED, error=error, last_seq=line.seq
+            current,
+            OperationStatus.FAILED,
+            error=error,
+            last_seq=line.seq,
+            audit_action="operation.abandoned",
+            audit_actor=audit.SYSTEM,
+            audit_data={"reason": reason},
         )
 
     done = _in_mutex(operation.environment_id, abandon)
