@@ -1,18 +1,34 @@
-"""Admin pages of the portal app: role grants and operations.
+"""Admin pages of the portal app: role grants, operations, the audit log.
 
-Both pages ask :func:`portal.permissions.user_can` on top of Django's model
-permissions: a staff user sees the operations of the environments they may
-view and cancels only where they may cancel; role grants are managed by
-users holding the Admin role on the environment (grants on every
-environment, by superusers only).
+Role grants and operations ask :func:`portal.permissions.user_can` on top
+of Django's model permissions: a staff user sees the operations of the
+environments they may view and cancels only where they may cancel; role
+grants are managed by users holding the Admin role on the environment
+(grants on every environment, by superusers only).
+
+Every change made here is recorded in the audit log
+(:class:`portal.audit.AuditedAdminMixin`): role grants as ``role.granted``,
+``role.changed`` and ``role.revoked``. Users and groups get the same
+treatment, since ``is_superuser`` and group membership are grants too. The
+audit log itself is read-only for everyone.
 """
 
+import json
+
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import GroupAdmin, UserAdmin
+from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied
+from django.db import router, transaction
 from django.utils.html import format_html, format_html_join
 
+from stacks.secrets import REDACTED
+
+from .audit import AuditedAdminMixin, record
 from .choices import OperationStatus, Verb
-from .models import Operation, RoleAssignment
+from .models import AuditEntry, Operation, RoleAssignment
 from .operations import cancel_operation
 from .permissions import user_can, visible_environments
 
@@ -33,7 +49,12 @@ def _admin_environments(user):
 
 
 @admin.register(RoleAssignment)
-class RoleAssignmentAdmin(admin.ModelAdmin):
+class RoleAssignmentAdmin(AuditedAdminMixin, admin.ModelAdmin):
+    audit_actions = {
+        "created": "role.granted",
+        "changed": "role.changed",
+        "deleted": "role.revoked",
+    }
     list_display = ["__str__", "user", "group", "environment", "role", "created"]
     list_filter = ["role", "environment"]
     search_fields = ["user__username", "group__name"]
@@ -108,7 +129,7 @@ class OperationStatusFilter(admin.SimpleListFilter):
 
 
 @admin.register(Operation)
-class OperationAdmin(admin.ModelAdmin):
+class OperationAdmin(AuditedAdminMixin, admin.ModelAdmin):
     """Read-only history of operations, with a cancel action."""
 
     list_display = [
@@ -201,3 +222,93 @@ class OperationAdmin(admin.ModelAdmin):
                 f"Not allowed to cancel: {', '.join(refused)}.",
                 level=messages.ERROR,
             )
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(admin.ModelAdmin):
+    """The audit log, read-only: nobody adds, changes or deletes an entry."""
+
+    list_display = [
+        "id",
+        "created",
+        "action",
+        "actor_name",
+        "environment_name",
+        "object_type",
+        "object_repr",
+    ]
+    list_filter = ["action", "environment_name", "object_type"]
+    search_fields = ["object_repr", "actor_name"]
+    date_hierarchy = "created"
+    fields = [
+        "id",
+        "created",
+        "action",
+        "actor",
+        "actor_name",
+        "environment_name",
+        "object_type",
+        "object_id",
+        "object_repr",
+        "details",
+        "prev_hash",
+        "hash",
+    ]
+    readonly_fields = fields
+    list_select_related = ["actor"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="details")
+    def details(self, obj):
+        return format_html(
+            '<pre style="white-space:pre-wrap">{}</pre>',
+            json.dumps(obj.data, indent=2, sort_keys=True, ensure_ascii=False),
+        )
+
+
+# Superuser and staff flags, permissions and group membership are grants
+# as much as a RoleAssignment is: audit their admin pages too.
+User = get_user_model()
+
+
+class AuditedUserAdmin(AuditedAdminMixin, UserAdmin):
+    def user_change_password(self, request, id, form_url=""):
+        # The password page saves the form itself, outside save_model.
+        with transaction.atomic(using=router.db_for_write(self.model)):
+            users = self.model._base_manager.filter(pk=unquote(id))
+            before = users.values_list("password", flat=True).first()
+            response = super().user_change_password(request, id, form_url)
+            user = users.first()
+            if request.method == "POST" and user and user.password != before:
+                record(
+                    self.audit_actions["changed"],
+                    actor=request.user,
+                    obj=user,
+                    data={"changes": {"password": [REDACTED, REDACTED]}},
+                )
+        return response
+
+
+class AuditedGroupAdmin(AuditedAdminMixin, GroupAdmin):
+    pass
+
+
+for _model, _stock, _audited in (
+    (User, UserAdmin, AuditedUserAdmin),
+    (Group, GroupAdmin, AuditedGroupAdmin),
+):
+    # Replace only Django's own pages; a project-specific one should add
+    # the mixin itself.
+    if admin.site.is_registered(_model) and (
+        type(admin.site.get_model_admin(_model)) is _stock
+    ):
+        admin.site.unregister(_model)
+        admin.site.register(_model, _audited)

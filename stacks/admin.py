@@ -1,6 +1,12 @@
-"""Admin pages for the stack configuration."""
+"""Admin pages for the stack configuration.
+
+Every page records what it creates, changes and deletes in the audit log
+(:class:`portal.audit.AuditedAdminMixin`), inline rows included.
+"""
 
 from django.contrib import admin
+
+from portal.audit import AuditedAdminMixin
 
 from .models import (
     ConfigValue,
@@ -26,7 +32,7 @@ class NetworkOverrideInline(admin.TabularInline):
 
 
 @admin.register(Environment)
-class EnvironmentAdmin(admin.ModelAdmin):
+class EnvironmentAdmin(AuditedAdminMixin, admin.ModelAdmin):
     list_display = [
         "name",
         "alias",
@@ -59,7 +65,7 @@ class NetworkInline(admin.TabularInline):
 
 
 @admin.register(Stack)
-class StackAdmin(admin.ModelAdmin):
+class StackAdmin(AuditedAdminMixin, admin.ModelAdmin):
     list_display = ["name", "description", "dependency_names", "service_count", "order"]
     search_fields = ["name", "description"]
     filter_horizontal = ["depends_on"]
@@ -75,7 +81,7 @@ class StackAdmin(admin.ModelAdmin):
 
 
 @admin.register(Service)
-class ServiceAdmin(admin.ModelAdmin):
+class ServiceAdmin(AuditedAdminMixin, admin.ModelAdmin):
     list_display = ["name", "stack", "image", "gpu", "restart"]
     list_filter = ["stack", "gpu", "category"]
     search_fields = ["name", "image", "description"]
@@ -83,33 +89,33 @@ class ServiceAdmin(admin.ModelAdmin):
 
 
 @admin.register(Volume)
-class VolumeAdmin(admin.ModelAdmin):
+class VolumeAdmin(AuditedAdminMixin, admin.ModelAdmin):
     list_display = ["name", "stack", "data_type", "driver"]
     list_filter = ["stack", "data_type"]
     search_fields = ["name"]
 
 
 @admin.register(Network)
-class NetworkAdmin(admin.ModelAdmin):
+class NetworkAdmin(AuditedAdminMixin, admin.ModelAdmin):
     list_display = ["name", "stack", "driver", "subnet", "gateway"]
     list_filter = ["stack"]
     search_fields = ["name", "subnet"]
 
 
 @admin.register(ServiceOverride)
-class ServiceOverrideAdmin(admin.ModelAdmin):
+class ServiceOverrideAdmin(AuditedAdminMixin, admin.ModelAdmin):
     list_display = ["service", "environment"]
     list_filter = ["environment"]
     autocomplete_fields = ["service"]
 
 
 @admin.register(NetworkOverride)
-class NetworkOverrideAdmin(admin.ModelAdmin):
+class NetworkOverrideAdmin(AuditedAdminMixin, admin.ModelAdmin):
     list_display = ["network", "environment", "subnet", "gateway"]
     list_filter = ["environment"]
 
 
 @admin.register(ConfigValue)
-class ConfigValueAdmin(admin.ModelAdmin):
+class ConfigValueAdmin(AuditedAdminMixin, admin.ModelAdmin):
     list_display = ["key", "value"]
     search_fields = ["key"]
