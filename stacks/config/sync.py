@@ -167,11 +167,13 @@ def validate_configs(path=None):
     return parsed, warnings, checked
 
 
-def import_configs(path=None, *, dry_run=False, prune=False):
+def import_configs(path=None, *, dry_run=False, prune=False, user=None):
     """Import ``path`` (default ``configs/stacks.yaml``) into the models.
 
     Everything happens in one transaction, which a dry run rolls back, so the
-    report of a dry run is exactly what a real run would do.
+    report of a dry run is exactly what a real run would do. An import that
+    created, updated or deleted something appends one ``config.imported``
+    entry to the audit log, by ``user`` (None: the system).
 
     Raises:
         ConfigError: the files have errors; nothing was written.
@@ -188,7 +190,31 @@ def import_configs(path=None, *, dry_run=False, prune=False):
         _Sync(parsed, report).run()
         if dry_run:
             transaction.set_rollback(True)
+        elif report.changed():
+            _audit_import(report, user)
     return report
+
+
+def _audit_import(report, user):
+    from portal.audit import record
+
+    changed = [
+        str(e) for e in report.entries if e.action in (CREATED, UPDATED, DELETED)
+    ]
+    record(
+        "config.imported",
+        actor=user,
+        object_repr=report.file,
+        data={
+            "file": report.file,
+            "checked_files": report.checked_files,
+            "prune": report.prune,
+            "counts": report.counts(),
+            # Names and changed attribute names only, never values.
+            "changed": changed[:200],
+            "changed_total": len(changed),
+        },
+    )
 
 
 class _Sync:
