@@ -425,9 +425,10 @@ class AuditEntry(models.Model):
         """Return the bytes the hash covers: canonical JSON of the entry.
 
         Keys sorted, no whitespace, non-ASCII as ``\\uXXXX`` escapes,
-        ``created`` as UTC ``YYYY-MM-DDTHH:MM:SS.ffffffZ``. The ``actor`` link
-        is left out: deleting a user sets it to NULL, and ``actor_name``
-        keeps who it was.
+        ``created`` as UTC ``YYYY-MM-DDTHH:MM:SS.ffffffZ``, whole floats in
+        ``data`` as integers (PostgreSQL's jsonb reads ``1e+20`` back as an
+        integer). The ``actor`` link is left out: deleting a user sets it to
+        NULL, and ``actor_name`` keeps who it was.
         """
         created = self.created.astimezone(datetime.UTC)
         payload = {
@@ -439,7 +440,7 @@ class AuditEntry(models.Model):
             "object_id": self.object_id,
             "object_repr": self.object_repr,
             "environment_name": self.environment_name,
-            "data": self.data,
+            "data": _whole_floats_as_ints(self.data),
             "prev_hash": self.prev_hash,
         }
         return json.dumps(
@@ -449,3 +450,13 @@ class AuditEntry(models.Model):
     def compute_hash(self):
         """Return the SHA-256 hex digest of :meth:`canonical`."""
         return hashlib.sha256(self.canonical()).hexdigest()
+
+
+def _whole_floats_as_ints(value):
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _whole_floats_as_ints(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_whole_floats_as_ints(v) for v in value]
+    return value

@@ -52,7 +52,7 @@ def chain(environment):
     return [
         record("test.one", environment=environment, data={"n": 1}),
         record("test.two", data={"n": 2, "text": "żółw"}),
-        record("test.three", data={"n": 3}),
+        record("test.three", data={"n": 3, "seconds": 2.0, "big": 1e20}),
     ]
 
 
