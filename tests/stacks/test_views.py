@@ -111,7 +111,7 @@ def test_environment_page_buttons_follow_role(client, world):
 def test_environment_status_json(client, world, make_container):
     """The JSON endpoint returns the state of every configured service."""
     env, web, users = world
-    make_container(env, web, "worker", "echo bye; exit 2")
+    make_container(env, web, "worker", "echo bye; exit 2").wait(timeout=20)
     client.force_login(users["viewer"])
     response = client.get(_urls(env, web)["status"])
     assert response["Content-Type"] == "application/json"
