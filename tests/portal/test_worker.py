@@ -149,7 +149,7 @@ def test_killed_work_horse_fails_operation_at_once(
     wait_running(operation, lines=2)
     (horse,) = _children(worker.pid)
     os.kill(horse, signal.SIGKILL)
-    wait_finished(operation, timeout=15)
+    wait_finished(operation, timeout=30)
     assert operation.status == OperationStatus.FAILED
     assert f"work horse (pid {horse})" in operation.error
     assert "signal 9" in operation.error
@@ -178,12 +178,21 @@ def test_cancel_stops_running_operation_between_steps(
 
 
 def test_run_worker_keeps_long_and_short_apart(
-    worker_process, operator, environment, stack, other_stack
+    worker_process, operator, environment, stack, other_stack, tmp_path
 ):
     """A long job on the long worker does not delay a short one."""
     worker_process(kind=None)
+    # The long job runs until this test releases it, so it is still running
+    # when the short one finishes however slowly the machine goes.
+    release = tmp_path / "release-long"
     long = steps(
-        operator, environment, stack, kind="test.long-steps", steps=60, sleep=0.05
+        operator,
+        environment,
+        stack,
+        kind="test.long-steps",
+        steps=2,
+        hold_at=1,
+        hold=str(release),
     )
     assert long.queue_name == "long"
     wait_running(long)
@@ -194,8 +203,10 @@ def test_run_worker_keeps_long_and_short_apart(
     assert long.status == OperationStatus.RUNNING
     assert short.worker_name.endswith(".default")
     assert long.worker_name.endswith(".long")
+    release.touch()
     wait_finished(long)
-    assert long.status == OperationStatus.SUCCEEDED
+    assert long.status == OperationStatus.SUCCEEDED, long.error
+    assert texts(long) == ["step 1 of 2", "step 2 of 2"]
 
 
 def test_worker_for_an_environment_serves_its_hosts_queue(
