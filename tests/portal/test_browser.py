@@ -18,25 +18,34 @@ pytestmark = [
 ]
 
 LINES = 1500
+HOLD_AT = 200
 
 
 @pytest.fixture
-def running(worker_process, operator, viewer, environment):
-    """Start a worker and a flooding operation; return it and a viewer's cookie.
+def running(worker_process, operator, viewer, environment, tmp_path):
+    """Start a worker and a flooding operation; return it, a viewer's cookie
+    and the file whose creation lets the operation go on after line HOLD_AT.
 
     Database work happens here, before the browser fixture starts
     Playwright's event loop in this thread.
     """
     worker_process()
+    release = tmp_path / "release-flood"
     operation = request_operation(
         "test.flood",
         user=operator,
         environment=environment,
-        parameters={"lines": LINES, "pause_every": 25, "pause": 0.05},
+        parameters={
+            "lines": LINES,
+            "pause_every": 25,
+            "pause": 0.05,
+            "hold_at": HOLD_AT,
+            "hold": str(release),
+        },
     )
     client = Client()
     client.force_login(viewer)
-    return operation, client.cookies[settings.SESSION_COOKIE_NAME].value
+    return operation, client.cookies[settings.SESSION_COOKIE_NAME].value, release
 
 
 def test_operation_page_follows_log_and_resumes_after_a_drop(
@@ -46,7 +55,7 @@ def test_operation_page_follows_log_and_resumes_after_a_drop(
     screenshot,  # noqa: F811
 ):
     """Every line shows once, in order, though the socket drops mid-run."""
-    operation, cookie = running
+    operation, cookie, release = running
     context = browser.new_context(viewport={"width": 1300, "height": 900})
     context.add_cookies(
         [
@@ -60,10 +69,18 @@ def test_operation_page_follows_log_and_resumes_after_a_drop(
     page = context.new_page()
     page.goto(f"{live_server_url}{operation.get_absolute_url()}")
 
-    page.wait_for_function("window.operationLog && window.operationLog.lastSeq >= 100")
+    # The operation holds after line HOLD_AT until `release` exists, so the
+    # drop and the reconnect happen mid-run however long the page and the
+    # server took to start.
+    page.wait_for_function(
+        "window.operationLog && window.operationLog.lastSeq >= 100", timeout=60_000
+    )
     assert not page.evaluate("window.operationLog.done")
     # Drop the connection mid-run; the page reconnects with ?after=<last seq>.
     page.evaluate("window.operationLog.socket.close()")
+    page.wait_for_function("window.operationLog.connects === 2", timeout=30_000)
+    assert not page.evaluate("window.operationLog.done")
+    release.touch()
     page.wait_for_function("window.operationLog.done === true", timeout=60_000)
 
     seqs = page.evaluate(
