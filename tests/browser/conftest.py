@@ -64,7 +64,8 @@ def live_server_url(transactional_db, redis_url, tmp_path):
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
+        # Django, Channels and daphne import for seconds on a busy machine.
+        deadline = time.monotonic() + 60
         while True:
             try:
                 urllib.request.urlopen(f"{url}/admin/login/", timeout=2).close()
@@ -85,18 +86,28 @@ def live_server_url(transactional_db, redis_url, tmp_path):
             server.wait()
 
 
+# Ceiling for expect(): the pages follow daphne, Redis, Docker and worker
+# processes that share two busy CPUs with the test; Playwright's default of
+# 5 s is a guess about a quiet machine. A passing expect() returns at once.
+EXPECT_TIMEOUT_MS = 20_000
+
+
 @pytest.fixture
 def browser():
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    expect.set_options(timeout=EXPECT_TIMEOUT_MS)
+    try:
+        with sync_playwright() as playwright:
+            chromium = playwright.chromium.launch(
+                executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS
+            )
+            try:
+                yield chromium
+            finally:
+                chromium.close()
+    finally:
+        expect.set_options(timeout=None)  # back to Playwright's default
 
 
 @pytest.fixture
