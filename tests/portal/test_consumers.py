@@ -29,6 +29,21 @@ def session_cookie(user):
     return client.cookies[settings.SESSION_COOKIE_NAME].value
 
 
+class Communicator(WebsocketCommunicator):
+    """WebsocketCommunicator with 10 s ceilings on connect and disconnect.
+
+    Its defaults (1 s) fail a test when the consumer's connect (session and
+    permission queries, a Redis group_add) or disconnect is slow on a busy
+    machine; daphne allows an application 10 s to close.
+    """
+
+    async def connect(self, timeout=10):
+        return await super().connect(timeout)
+
+    async def disconnect(self, code=1000, timeout=10):
+        return await super().disconnect(code, timeout)
+
+
 def communicator(operation, cookie=None, after=None):
     path = f"/ws/operations/{operation.pk}/"
     if after is not None:
@@ -36,7 +51,7 @@ def communicator(operation, cookie=None, after=None):
     headers = [(b"origin", b"http://127.0.0.1"), (b"host", b"127.0.0.1")]
     if cookie:
         headers.append((b"cookie", f"{settings.SESSION_COOKIE_NAME}={cookie}".encode()))
-    return WebsocketCommunicator(application, path, headers=headers)
+    return Communicator(application, path, headers=headers)
 
 
 def write_lines(operation, count):
