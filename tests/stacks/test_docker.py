@@ -8,6 +8,7 @@ conftest's teardown removes it.
 
 import ipaddress
 import logging
+import random
 import socket
 from functools import partial
 
@@ -32,6 +33,7 @@ from stacks.compose import (
 from stacks.models import Environment, Stack
 from stacks.secrets import resolve_all
 from tests.conftest import RUN_ID, TEST_LABEL
+from tests.stacks.live import wait_for
 
 pytestmark = pytest.mark.docker
 
@@ -41,14 +43,20 @@ log = logging.getLogger("tests.stacks.docker")
 
 
 def free_subnet(client, prefix=24, within="10.200.0.0/13"):
-    """Return a subnet of ``within`` that no network on the engine overlaps."""
+    """Return a subnet of ``within`` that no network on the engine overlaps.
+
+    Picked at random, not first-fit, so that two test runs sharing the
+    engine do not both go for the same one.
+    """
     taken = [
         ipaddress.ip_network(c["Subnet"])
         for net in client.api.networks()
         for c in ((net.get("IPAM") or {}).get("Config") or [])
         if c.get("Subnet")
     ]
-    for candidate in ipaddress.ip_network(within).subnets(new_prefix=prefix):
+    candidates = list(ipaddress.ip_network(within).subnets(new_prefix=prefix))
+    random.shuffle(candidates)
+    for candidate in candidates:
         if not any(candidate.overlaps(t) for t in taken):
             return candidate
     raise RuntimeError(f"no free /{prefix} in {within}")
@@ -358,6 +366,13 @@ def test_stream_logs_prefixes_service(docker_client, world):
         )
         _, cid = apply(docker_client, spec, net_id, net)
         adapter.wait_ready(docker_client, {name: cid}, timeout=30)
+        # Running is not yet logged: wait until the engine has the line.
+        wait_for(
+            lambda cid=cid, name=name: (
+                f"hello-from-{name}".encode() in docker_client.api.logs(cid)
+            ),
+            what=f"{name}'s first line in its log",
+        )
     lines = list(adapter.stream_logs(docker_client, world[2], tail=10))
     assert ("alpha", "hello-from-alpha") in lines
     assert ("beta", "hello-from-beta") in lines
@@ -384,6 +399,14 @@ def test_named_volume_mount_survives_recreate(docker_client, world):
     )
     _, cid = apply(docker_client, writer, net_id, net)
     adapter.wait_ready(docker_client, {"keeper": cid}, timeout=30)
+    # Running is not yet written: wait for the file before replacing it.
+    wait_for(
+        lambda: docker_client.containers.get(cid)
+        .exec_run(["cat", "/data/file"])
+        .output.strip()
+        == b"kept",
+        what="the writer's file",
+    )
     reader = service(world, "keeper", mounts=mounts, command=["sleep", "601"])
     action, new_id = apply(docker_client, reader, net_id, net)
     assert action == "recreated"
