@@ -385,7 +385,11 @@ def test_httpstub_lists_the_configured_vllm_model(spawn, network, http):
         f"http://{ip_on(container, network)}:8080/v1/models", timeout=10
     ).json()
     assert [m["id"] for m in models["data"]] == ["Qwen/Qwen2.5-7B"]
-    assert b"GET /v1/models" in container.logs()
+    # The engine copies the container's output into its log asynchronously.
+    deadline = time.monotonic() + 20
+    while b"GET /v1/models" not in container.logs():
+        assert time.monotonic() < deadline, container.logs()[-2000:]
+        time.sleep(0.1)
 
 
 def test_busybox_standin_runs_shell_commands(spawn):
