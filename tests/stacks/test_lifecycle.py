@@ -11,6 +11,7 @@ running demo never collide. Operations go the production way:
 import ipaddress
 import random
 import socket
+import time
 import uuid
 
 import pytest
@@ -563,11 +564,16 @@ def test_cancel_stops_a_start_between_services(docker_client, env, operator):
     operation = start_stack(env, stack("core"), user=operator, enqueue=False)
 
     def cancel_once_running():
+        # Bounded by the run itself, not by a count of polls: on a busy
+        # machine the start can take seconds to get going.
+        deadline = time.monotonic() + 120
         try:
-            for _ in range(200):
+            while time.monotonic() < deadline:
                 row = Operation.objects.get(pk=operation.pk)
                 if row.status == OperationStatus.RUNNING:
                     cancel_operation(row, user=operator)
+                    return
+                if row.is_terminal:
                     return
                 threading.Event().wait(0.02)
         finally:
