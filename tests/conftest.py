@@ -174,7 +174,8 @@ def worker_process(redis_conn, tmp_path):
         key = f"rq:worker:{name}"
         if kind is None:
             key = f"rq:worker:{name}.default"
-        deadline = time.monotonic() + 30
+        # Django's start-up in a fresh process takes seconds on a busy machine.
+        deadline = time.monotonic() + 60
         while not redis_conn.exists(key):
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(
