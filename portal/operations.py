@@ -1356,7 +1356,8 @@ def _recover_lost_jobs(redis, dispatched_before):
         if job_status in (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED):
             continue
         if job_status in (JobStatus.FAILED, JobStatus.STOPPED):
-            info = (job.exc_info or "").strip().splitlines()
+            result = job.latest_result()
+            info = ((result and result.exc_string) or "").strip().splitlines()
             finish_operation(
                 operation,
                 OperationStatus.ERRORED,
