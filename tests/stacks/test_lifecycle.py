@@ -75,7 +75,9 @@ def free_offset(base_ports, exclude=()):
     """
     planned = {port + other for other in exclude for port in base_ports}
     for _ in range(200):
-        offset = random.randrange(41000, 55000)
+        # Below the kernel's ephemeral range (32768+ by default): an
+        # outgoing connection cannot take a port between check and start.
+        offset = random.randrange(11000, 23000)
         ports = {port + offset for port in base_ports}
         if not ports & planned and all(_bindable(port) for port in ports):
             return offset
