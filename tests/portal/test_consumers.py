@@ -2,7 +2,6 @@
 
 import pytest
 from asgiref.sync import sync_to_async
-from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.test import Client
 from django.utils import timezone
@@ -12,6 +11,7 @@ from portal.choices import OperationStatus, Role
 from portal.consumers import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED, publish
 from portal.models import Operation, OperationLogLine
 from portal.operations import OperationLog, finish_operation, request_operation
+from tests.websockets import Communicator
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -27,21 +27,6 @@ def session_cookie(user):
     client = Client()
     client.force_login(user)
     return client.cookies[settings.SESSION_COOKIE_NAME].value
-
-
-class Communicator(WebsocketCommunicator):
-    """WebsocketCommunicator with 10 s ceilings on connect and disconnect.
-
-    Its defaults (1 s) fail a test when the consumer's connect (session and
-    permission queries, a Redis group_add) or disconnect is slow on a busy
-    machine; daphne allows an application 10 s to close.
-    """
-
-    async def connect(self, timeout=10):
-        return await super().connect(timeout)
-
-    async def disconnect(self, code=1000, timeout=10):
-        return await super().disconnect(code, timeout)
 
 
 def communicator(operation, cookie=None, after=None):

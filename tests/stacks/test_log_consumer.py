@@ -7,10 +7,10 @@ import time
 
 import pytest
 from channels.routing import URLRouter
-from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import AnonymousUser
 
 from stacks.routing import websocket_urlpatterns
+from tests.websockets import Communicator
 from tests.stacks.live import *  # noqa: F403
 
 pytestmark = [
@@ -41,22 +41,6 @@ def world(redis_conn, make_environment, make_stack, make_service, make_user):
         "elsewhere": make_user("elsewhere", "operator", other),
     }
     return env, web, users
-
-
-class Communicator(WebsocketCommunicator):
-    """WebsocketCommunicator with 10 s ceilings on connect and disconnect.
-
-    Its defaults (1 s) fail a test when the consumer's connect (a database
-    query, a Redis group_add) or its disconnect (closing the Docker streams,
-    joining the follow threads) is slow on a busy machine; daphne allows an
-    application 10 s to close.
-    """
-
-    async def connect(self, timeout=10):
-        return await super().connect(timeout)
-
-    async def disconnect(self, code=1000, timeout=10):
-        return await super().disconnect(code, timeout)
 
 
 def communicator(env, stack, user, query="", service=None):
