@@ -56,7 +56,9 @@ def visible_environments(user):
         return Environment.objects.all()
     from .models import RoleAssignment
 
-    grants = RoleAssignment.objects.filter(Q(user=user) | Q(group__in=user.groups.all()))
+    grants = RoleAssignment.objects.filter(
+        Q(user=user) | Q(group__in=user.groups.all())
+    )
     if grants.filter(environment__isnull=True).exists():
         return Environment.objects.all()
     return Environment.objects.filter(pk__in=grants.values("environment"))

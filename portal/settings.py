@@ -25,8 +25,7 @@ if PRODUCTION:
         SECRET_KEY = env.str("SECRET_KEY")
     except ImproperlyConfigured as exc:
         raise ImproperlyConfigured(
-            "SECRET_KEY must be set in the environment when PORTAL_PRODUCTION "
-            "is true."
+            "SECRET_KEY must be set in the environment when PORTAL_PRODUCTION is true."
         ) from exc
     DEBUG = env.bool("DEBUG", default=False)
     ALLOWED_HOSTS = env.list("ALLOWED_HOSTS")
@@ -149,7 +148,9 @@ PORTAL_PROJECT = env.str("PORTAL_PROJECT", default="multimodal")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}
+    },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "INFO"}},

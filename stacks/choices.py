@@ -17,4 +17,3 @@ class DataType(models.TextChoices):
     APP_DATA = "app-data", "Application data"
     VECTOR = "vector", "Vector database"
     OBJECT = "object", "Object storage"
-

@@ -113,16 +113,16 @@ class Environment(models.Model):
                 raise ValidationError({"subnet_pool": str(exc)}) from exc
         if self.alias and (
             Environment.objects.filter(name=self.alias).exclude(pk=self.pk).exists()
-            or Environment.objects.filter(alias=self.alias)
-            .exclude(pk=self.pk)
-            .exists()
+            or Environment.objects.filter(alias=self.alias).exclude(pk=self.pk).exists()
         ):
             raise ValidationError({"alias": f"{self.alias!r} is already taken."})
 
     @classmethod
     def lookup(cls, name_or_alias):
         """Return the environment called or aliased ``name_or_alias``."""
-        return cls.objects.get(models.Q(name=name_or_alias) | models.Q(alias=name_or_alias))
+        return cls.objects.get(
+            models.Q(name=name_or_alias) | models.Q(alias=name_or_alias)
+        )
 
     def project_name(self, stack):
         """Return the Compose project name of ``stack`` in this environment."""

@@ -401,10 +401,12 @@ def test_named_volume_mount_survives_recreate(docker_client, world):
     adapter.wait_ready(docker_client, {"keeper": cid}, timeout=30)
     # Running is not yet written: wait for the file before replacing it.
     wait_for(
-        lambda: docker_client.containers.get(cid)
-        .exec_run(["cat", "/data/file"])
-        .output.strip()
-        == b"kept",
+        lambda: (
+            docker_client.containers.get(cid)
+            .exec_run(["cat", "/data/file"])
+            .output.strip()
+            == b"kept"
+        ),
         what="the writer's file",
     )
     reader = service(world, "keeper", mounts=mounts, command=["sleep", "601"])

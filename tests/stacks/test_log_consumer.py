@@ -10,8 +10,8 @@ from channels.routing import URLRouter
 from django.contrib.auth.models import AnonymousUser
 
 from stacks.routing import websocket_urlpatterns
-from tests.websockets import Communicator
 from tests.stacks.live import *  # noqa: F403
+from tests.websockets import Communicator
 
 pytestmark = [
     pytest.mark.docker,

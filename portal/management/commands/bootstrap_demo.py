@@ -35,7 +35,9 @@ class Command(BaseCommand):
         if user is None:
             password = os.environ.get(password_env) or secrets.token_urlsafe(12)
             user = User.objects.create_superuser(username, password=password)
-            RoleAssignment.objects.get_or_create(user=user, environment=None, role=Role.ADMIN)
+            RoleAssignment.objects.get_or_create(
+                user=user, environment=None, role=Role.ADMIN
+            )
             shown = (
                 f"the password in ${password_env}"
                 if os.environ.get(password_env)
