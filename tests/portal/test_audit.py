@@ -361,6 +361,26 @@ def test_import_by_a_user_records_the_user(tmp_path, make_user):
     assert imported[1].data["counts"]["updated"] == 1
 
 
+def test_import_command_user_must_administer_every_environment(
+    tmp_path, make_user, environment
+):
+    path = str(write_config(tmp_path, minimal()))
+    make_user("ops", "operator", environment)
+    make_user("local-admin", "admin", environment)
+    admin = make_user("root-admin", "admin")
+    for name in ("ops", "local-admin"):
+        with pytest.raises(CommandError, match=f"{name} may not import"):
+            call_command("import_configs", "--file", path, "--user", name)
+    with pytest.raises(CommandError, match="No user named 'ghost'"):
+        call_command("import_configs", "--file", path, "--user", "ghost")
+    assert entries(action="config.imported") == []
+    call_command(
+        "import_configs", "--file", path, "--user", "root-admin", stdout=io.StringIO()
+    )
+    (entry,) = entries(action="config.imported")
+    assert entry.actor == admin and entry.actor_name == "root-admin"
+
+
 def test_dry_run_import_records_nothing(tmp_path):
     import_configs(write_config(tmp_path, minimal()), dry_run=True)
     assert entries() == []

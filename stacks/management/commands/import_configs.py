@@ -1,7 +1,9 @@
 """Import configs/stacks.yaml into the configuration models."""
 
+from django.contrib.auth import get_user_model
 from django.core.management import BaseCommand, CommandError
 
+from portal.permissions import user_can
 from stacks.config import ConfigError, import_configs
 
 
@@ -29,12 +31,35 @@ class Command(BaseCommand):
             action="store_true",
             help="delete objects that are in the database but not in the file",
         )
+        parser.add_argument(
+            "--user",
+            help="record the import in the audit log as this user, who must "
+            "be an Admin of every environment (default: the system)",
+        )
 
     def handle(
-        self, *args, path=None, dry_run=False, prune=False, verbosity=1, **options
+        self,
+        *args,
+        path=None,
+        dry_run=False,
+        prune=False,
+        user=None,
+        verbosity=1,
+        **options,
     ):
+        actor = None
+        if user:
+            actor = get_user_model().objects.filter(username=user).first()
+            if actor is None:
+                raise CommandError(f"No user named {user!r}.")
+            # The configuration spans every environment.
+            if not user_can(actor, "admin", None):
+                raise CommandError(
+                    f"{user} may not import configuration: it needs the Admin "
+                    "role on all environments."
+                )
         try:
-            report = import_configs(path, dry_run=dry_run, prune=prune)
+            report = import_configs(path, dry_run=dry_run, prune=prune, user=actor)
         except ConfigError as exc:
             count = len(exc.issues)
             raise CommandError(
