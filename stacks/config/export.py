@@ -12,6 +12,7 @@ import yaml
 
 from .effective import compact_healthcheck
 from .schema import DEFAULT_CONFIG, PASSTHROUGH_KEYS
+from .sync import SERVICE_FIELDS
 
 __all__ = ["dump_yaml", "export_configs", "export_data"]
 
@@ -121,27 +122,7 @@ def export_data():
 
     data = {"config": config, "services": {}}
     for service in services:
-        values = {
-            f: getattr(service, f)
-            for f in (
-                "category",
-                "description",
-                "image",
-                "build",
-                "command",
-                "entrypoint",
-                "environment",
-                "ports",
-                "volumes",
-                "healthcheck",
-                "gpu",
-                "gpu_count",
-                "restart",
-                "user",
-                "shm_size",
-                "extra",
-            )
-        }
+        values = {f: getattr(service, f) for f in SERVICE_FIELDS if f != "order"}
         values["depends_on"] = [
             d.name
             for d in sorted(service.depends_on.all(), key=lambda d: service_rank[d.pk])

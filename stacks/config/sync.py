@@ -18,7 +18,7 @@ from django.db.models import ProtectedError, RestrictedError
 
 from .loader import ConfigError, Issue, display_path, load_yaml
 from .policies import check_backup_strategies, check_retention_policies
-from .schema import SERVICE_KEYS, parse_stacks
+from .schema import ENVIRONMENT_KEYS, SERVICE_KEYS, parse_stacks
 
 __all__ = [
     "ACTIONS",
@@ -41,19 +41,8 @@ ACTIONS = (CREATED, UPDATED, UNCHANGED, NOT_IN_FILE, DELETED)
 # The Service fields an import writes: every service key of the file (less
 # depends_on, a many-to-many set after the rows exist) and the order.
 SERVICE_FIELDS = (*(k for k in SERVICE_KEYS if k != "depends_on"), "order")
-ENVIRONMENT_FIELDS = (
-    "alias",
-    "description",
-    "docker_host",
-    "protected",
-    "subnet_pool",
-    "port_offset",
-    "bind_address",
-    "gpu_enabled",
-    "require_secret_refs",
-    "settings",
-    "order",
-)
+# Likewise for Environment: its keys less the overrides (rows of their own).
+ENVIRONMENT_FIELDS = (*(k for k in ENVIRONMENT_KEYS if k != "overrides"), "order")
 
 
 @dataclass
