@@ -40,7 +40,7 @@ from django.test.utils import CaptureQueriesContext, setup_test_environment  # n
 from django.urls import reverse  # noqa: E402
 
 from portal.models import RoleAssignment  # noqa: E402
-from stacks.docker import client_for  # noqa: E402
+from stacks.engine import client_for  # noqa: E402
 from stacks.models import Environment, Service, Stack  # noqa: E402
 
 BUSYBOX = "stackportal/busybox:local"

@@ -24,19 +24,17 @@ from django.core.exceptions import PermissionDenied
 from django.db import router, transaction
 from django.utils.html import format_html, format_html_join
 
-from stacks.secrets import REDACTED
-
 from .audit import AuditedAdminMixin, record
 from .choices import OperationStatus, Verb
-from .models import AuditEntry, Operation, RoleAssignment
+from .models import AuditEntry, Operation, RoleAssignment, environment_model
 from .operations import cancel_operation
 from .permissions import user_can, visible_environments
+from .redaction import REDACTED
 
 
 def _admin_environments(user):
     """Return the environments on which ``user`` may administer roles."""
-    from stacks.models import Environment
-
+    Environment = environment_model()
     if user.is_superuser:
         return Environment.objects.all()
     return Environment.objects.filter(

@@ -46,9 +46,8 @@ from django.db.models import F
 from django.db.models.deletion import Collector
 from django.utils import timezone
 
-from stacks.secrets import REDACTED, is_secret_name, redact
-
-from .models import AuditEntry, AuditHead
+from .models import AuditEntry, AuditHead, environment_model
+from .redaction import REDACTED, is_secret_name, redact
 
 __all__ = [
     "SYSTEM",
@@ -138,8 +137,7 @@ def _set_actor(entry, actor):
 
 def _environment_of(obj):
     """Return the Environment ``obj`` is or belongs to, or None."""
-    from stacks.models import Environment
-
+    Environment = environment_model()
     if isinstance(obj, Environment):
         return obj
     try:

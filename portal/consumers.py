@@ -1,154 +1,75 @@
-"""Live data over WebSockets, and the one helper that publishes it.
+"""WebSocket consumers of the core: operation logs, and the no-route answer.
 
-:func:`publish` is how sync code (runners, the reaper, views) sends an event
-to a Channels group, AWX's ``emit_channel_notification``. Lines are saved
-before they are published, so a consumer can always fill a gap from the
-database: :class:`OperationConsumer` joins the group *then* sends the stored
-backlog, and afterwards forwards live lines by ``seq``, dropping what it has
-already sent and reading what it missed (a dropped or expired Channels
-message) back from the database. A client therefore gets every line exactly
-once, in order, also after a reconnect with ``?after=<seq>``.
+Lines are saved before they are published (:mod:`portal.publish`), so a
+consumer can always fill a gap from the database: :class:`OperationConsumer`
+joins the group *then* sends the stored backlog, and afterwards forwards
+live lines by ``seq``, dropping what it has already sent and reading what it
+missed (a dropped or expired Channels message) back from the database. A
+client therefore gets every line exactly once, in order, also after a
+reconnect with ``?after=<seq>``.
 """
 
-import asyncio
-import atexit
-import logging
-import os
-import threading
+import json
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncJsonWebsocketConsumer
-from channels.layers import get_channel_layer
+from channels.generic.websocket import (
+    AsyncJsonWebsocketConsumer,
+    AsyncWebsocketConsumer,
+)
 
-__all__ = ["OperationConsumer", "drain_published", "publish"]
+from .models import Operation, OperationLogLine
+from .permissions import user_can
 
-logger = logging.getLogger(__name__)
+__all__ = [
+    "CLOSE_BAD_REQUEST",
+    "CLOSE_FORBIDDEN",
+    "CLOSE_NOT_FOUND",
+    "CLOSE_UNAUTHENTICATED",
+    "NoRouteConsumer",
+    "OperationConsumer",
+    "RefusingConsumerMixin",
+]
 
 # Lines per WebSocket frame when sending stored lines.
 BACKLOG_CHUNK = 1000
-# Close codes: the handshake is refused with these before accept().
+# Close codes. 4401 and 4403 refuse the handshake before accept(), saying
+# nothing; 4400 and 4404 come after an ``error`` message that says why.
+CLOSE_BAD_REQUEST = 4400
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
+CLOSE_NOT_FOUND = 4404
+# A WebSocket close reason holds at most 123 bytes.
+CLOSE_REASON_BYTES = 120
 
 
-class _Publisher:
-    """A private event loop thread that sends events in order, off the caller.
+class RefusingConsumerMixin:
+    """Refuse a connection with a reason the client can show."""
 
-    ``async_to_sync`` would build a new event loop, and so new Redis
-    connections, for every event. One loop per process is reused instead
-    (a forked child, such as an RQ work horse, makes its own). Events go
-    through one queue and one sending task, so they reach Redis in the order
-    they were published, and the caller does not wait for Redis: a runner
-    logging lines is never slowed down by a slow broadcast.
+    async def refuse(self, code, message):
+        """Accept, say why in an ``error`` message, and close with ``code``."""
+        await self.accept()
+        await self.send(text_data=json.dumps({"type": "error", "message": message}))
+        reason = message.encode()[:CLOSE_REASON_BYTES].decode(errors="ignore")
+        await self.close(code=code, reason=reason)
+
+
+class NoRouteConsumer(RefusingConsumerMixin, AsyncWebsocketConsumer):
+    """Answer a WebSocket path that matches no route: an error, then 4404.
+
+    The last route of ``portal.routing``, so a mistyped or hostile path
+    (``..``, non-ASCII, very long) gets a clear answer instead of a server
+    error.
     """
 
-    _instance = None
-    _instance_lock = threading.Lock()
-    # Beyond this many unsent events (Redis down or slow), new ones are
-    # dropped; clients read what they missed from the database.
-    MAX_PENDING = 10_000
+    # Nothing to receive from other processes: no channel layer, so the
+    # connection ends as soon as the client answers the close.
+    channel_layer_alias = None
 
-    def __init__(self):
-        self.pid = os.getpid()
-        self.loop = asyncio.new_event_loop()
-        self.queue = None
-        self.pending = 0
-        self.dropped = 0
-        self.idle = threading.Condition()
-        ready = threading.Event()
-        self.thread = threading.Thread(
-            target=self._run, args=(ready,), name="portal-publisher", daemon=True
-        )
-        self.thread.start()
-        ready.wait()
-
-    def _run(self, ready):
-        asyncio.set_event_loop(self.loop)
-        self.queue = asyncio.Queue()
-        self.loop.create_task(self._send_forever())
-        ready.set()
-        self.loop.run_forever()
-
-    async def _send_forever(self):
-        while True:
-            group, event = await self.queue.get()
-            try:
-                layer = get_channel_layer()
-                await asyncio.wait_for(layer.group_send(group, event), timeout=10)
-            except Exception as exc:  # noqa: BLE001  (clients catch up from the DB)
-                logger.warning(
-                    "Could not publish %s to %s: %s", event.get("type"), group, exc
-                )
-            finally:
-                with self.idle:
-                    self.pending -= 1
-                    if not self.pending:
-                        self.idle.notify_all()
-
-    @classmethod
-    def get(cls):
-        instance = cls._instance
-        if instance is None or instance.pid != os.getpid():
-            with cls._instance_lock:
-                instance = cls._instance
-                if instance is None or instance.pid != os.getpid():
-                    instance = cls._instance = cls()
-        return instance
-
-    def submit(self, group, event):
-        with self.idle:
-            if self.pending >= self.MAX_PENDING:
-                self.dropped += 1
-                return False
-            self.pending += 1
-        self.loop.call_soon_threadsafe(self.queue.put_nowait, (group, event))
-        return True
-
-    def drain(self, timeout):
-        with self.idle:
-            return self.idle.wait_for(lambda: not self.pending, timeout)
-
-
-def _forget_publisher_after_fork():
-    # The loop thread does not survive fork(); the child must not wait on it.
-    _Publisher._instance = None
-
-
-os.register_at_fork(after_in_child=_forget_publisher_after_fork)
-
-
-def publish(group, event, *, wait=False, timeout=5):
-    """Send ``event`` to the Channels ``group`` from sync code.
-
-    Events are sent in the order they are published, by a background
-    thread; with ``wait=True`` return only once this and every earlier
-    event has been sent (or ``timeout`` passed). Return whether the event
-    was accepted. Never raise: what is published has been saved first, and
-    clients catch up from the database.
-    """
-    if get_channel_layer() is None:
-        return False
-    publisher = _Publisher.get()
-    accepted = publisher.submit(group, event)
-    if wait:
-        publisher.drain(timeout)
-    return accepted
-
-
-def drain_published(timeout=5):
-    """Wait until this process has sent every published event; return whether it has.
-
-    Call before a process ends without running ``atexit`` handlers (an RQ
-    work horse leaves with ``os._exit``).
-    """
-    publisher = _Publisher._instance
-    if publisher is None or publisher.pid != os.getpid():
-        return True
-    return publisher.drain(timeout)
-
-
-atexit.register(drain_published)
+    async def connect(self):
+        path = self.scope.get("path", "")
+        shown = path if len(path) <= 80 else path[:80] + "…"
+        await self.refuse(CLOSE_NOT_FOUND, f"No WebSocket endpoint at {shown!r}.")
 
 
 class OperationConsumer(AsyncJsonWebsocketConsumer):
@@ -235,9 +156,6 @@ class OperationConsumer(AsyncJsonWebsocketConsumer):
             return 0
 
     def _load_operation(self, user, operation_id):
-        from .models import Operation
-        from .permissions import user_can
-
         operation = (
             Operation.objects.select_related("environment")
             .filter(pk=operation_id)
@@ -248,8 +166,6 @@ class OperationConsumer(AsyncJsonWebsocketConsumer):
         return operation
 
     def _read_lines(self, first, last):
-        from .models import OperationLogLine
-
         lines = OperationLogLine.objects.filter(
             operation_id=self.operation.pk, seq__gte=first
         )

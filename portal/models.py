@@ -14,6 +14,9 @@ from .choices import LogLevel, OperationStatus, Role
 
 __all__ = [
     "AppendOnlyError",
+    "environment_model",
+    "service_model",
+    "stack_model",
     "AuditEntry",
     "AuditHead",
     "EnvironmentLock",
@@ -242,28 +245,6 @@ class Operation(models.Model):
             event["result"] = self.result
         return event
 
-    def start(self, *, worker_name=""):
-        """Mark it running if it is at the head of its line; return whether it is.
-
-        See :func:`portal.operations.start_operation`.
-        """
-        from .operations import start_operation
-
-        return start_operation(self, worker_name=worker_name)
-
-    start.alters_data = True
-
-    def finish(self, status, *, result=None, error=""):
-        """Move it to the terminal ``status`` and let the next one in line run.
-
-        See :func:`portal.operations.finish_operation`.
-        """
-        from .operations import finish_operation
-
-        return finish_operation(self, status, result=result, error=error)
-
-    finish.alters_data = True
-
 
 def format_duration(delta):
     """Return a timedelta as ``850 ms``, ``12.3 s``, ``4 min 05 s``, ``2 h 03 min``."""
@@ -460,3 +441,24 @@ def _whole_floats_as_ints(value):
     if isinstance(value, list):
         return [_whole_floats_as_ints(v) for v in value]
     return value
+
+
+# The core names the models of environments, stacks and services only in
+# the relations of Operation and RoleAssignment ("stacks.Environment"); code
+# that needs the classes asks the relations, so no module of the core
+# imports the app that defines them.
+
+
+def environment_model():
+    """Return the model of environments (what an Operation runs in)."""
+    return Operation._meta.get_field("environment").related_model
+
+
+def stack_model():
+    """Return the model of stacks (what an Operation may target)."""
+    return Operation._meta.get_field("stack").related_model
+
+
+def service_model():
+    """Return the model of services (what an Operation may target)."""
+    return Operation._meta.get_field("service").related_model

@@ -10,14 +10,13 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import Q
 
 from .choices import ROLE_VERBS, Verb
+from .models import RoleAssignment, environment_model
 
 __all__ = ["require", "roles_of", "user_can", "visible_environments"]
 
 
 def roles_of(user, environment):
     """Return the set of roles ``user`` holds on ``environment``."""
-    from .models import RoleAssignment
-
     if user is None or not user.is_authenticated or not user.is_active:
         return set()
     who = Q(user=user) | Q(group__in=user.groups.all())
@@ -48,14 +47,11 @@ def require(user, verb, environment):
 
 def visible_environments(user):
     """Return the environments ``user`` may view."""
-    from stacks.models import Environment
-
+    Environment = environment_model()
     if user is None or not user.is_authenticated or not user.is_active:
         return Environment.objects.none()
     if user.is_superuser:
         return Environment.objects.all()
-    from .models import RoleAssignment
-
     grants = RoleAssignment.objects.filter(
         Q(user=user) | Q(group__in=user.groups.all())
     )

@@ -4,7 +4,7 @@ from django.urls import re_path
 
 from stacks.routing import websocket_urlpatterns as stacks_websocket_urlpatterns
 
-from .consumers import OperationConsumer
+from .consumers import NoRouteConsumer, OperationConsumer
 
 websocket_urlpatterns = [
     re_path(
@@ -14,4 +14,6 @@ websocket_urlpatterns = [
         name="operation_log",
     ),
     *stacks_websocket_urlpatterns,
+    # Last: any other path gets a 4404 with a message, not a server error.
+    re_path(r"", NoRouteConsumer.as_asgi(), name="no_route"),
 ]

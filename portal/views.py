@@ -10,7 +10,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from .choices import OperationStatus, Verb
-from .models import Operation
+from .models import Operation, environment_model
 from .operations import OperationConflict, cancel_operation, request_operation
 from .permissions import require, user_can, visible_environments
 
@@ -133,9 +133,9 @@ def operation_log_text(request, pk):
 @require_POST
 def host_check(request):
     """Queue a host.check of the environment named in the form."""
-    from stacks.models import Environment
-
-    environment = get_object_or_404(Environment, name=request.POST.get("env", ""))
+    environment = get_object_or_404(
+        environment_model(), name=request.POST.get("env", "")
+    )
     try:
         operation = request_operation(
             "host.check", user=request.user, environment=environment

@@ -1,7 +1,9 @@
 #!/bin/bash
-# Lint and format check (ruff, pinned in requirements.txt).
+# Lint, formatting and layer checks (ruff and import-linter, pinned in
+# requirements.txt; the contracts are in pyproject.toml).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ -x .venv/bin/ruff ] || scripts/setup.sh
+[ -x .venv/bin/lint-imports ] || scripts/setup.sh
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
+.venv/bin/lint-imports --no-cache

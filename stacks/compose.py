@@ -4,7 +4,7 @@
 a :class:`StackPlan`: the services in start order, the networks (the stack's
 own and, as external ones, those of the stacks it depends on) and the named
 volumes, all with their Docker names and labels. The same plan is applied
-through the Engine API by ``stacks.docker`` and written out as a standard
+through the Engine API by ``stacks.engine`` and written out as a standard
 compose file by :func:`render_compose`, so what the portal creates is what
 ``docker compose -p <project> -f <rendered file> up`` would create.
 
@@ -12,246 +12,39 @@ Environment values keep their ``${VAR}`` references here; they are resolved
 only when a container is created.
 """
 
-import re
 import shlex
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 import yaml
 from django.conf import settings
 
+from . import config
+from .engine import labels
+from .engine.specs import (
+    GPU_DRIVER,
+    HealthSpec,
+    MountSpec,
+    NetworkSpec,
+    PortSpec,
+    ServiceSpec,
+    StackPlan,
+    VolumeSpec,
+    format_duration,
+    network_docker_name,
+    parse_duration,
+    volume_docker_name,
+)
+from .models import Network, Service, Volume
+
 __all__ = [
-    "HealthSpec",
-    "MountSpec",
-    "NetworkSpec",
-    "PortSpec",
-    "ServiceSpec",
-    "StackPlan",
-    "VolumeSpec",
-    "base_labels",
     "compose_dict",
-    "container_name",
-    "network_docker_name",
-    "parse_duration",
     "render_compose",
     "resolve_spec",
     "stack_plan",
     "start_levels",
-    "volume_docker_name",
     "write_compose_files",
 ]
-
-MANAGED_LABEL = "portal.managed"
-PROJECT_LABEL = "com.docker.compose.project"
-SERVICE_LABEL = "com.docker.compose.service"
-NETWORK_LABEL = "com.docker.compose.network"
-VOLUME_LABEL = "com.docker.compose.volume"
-HASH_LABEL = "com.docker.compose.config-hash"
-
-GPU_DRIVER = "nvidia"
-
-
-# --------------------------------------------------------------------------
-# Names and labels
-
-
-def container_name(project, service):
-    """Return the container name Compose gives the first replica."""
-    return f"{project}-{service}-1"
-
-
-def network_docker_name(project, network):
-    """Return the Docker name of ``network`` (a key) in ``project``."""
-    return f"{project}_{network}"
-
-
-def volume_docker_name(project, volume):
-    """Return the Docker name of ``volume`` (a key) in ``project``."""
-    return f"{project}_{volume}"
-
-
-def extra_labels():
-    """Return the labels added to every object (``PORTAL_EXTRA_LABELS``)."""
-    return {
-        str(k): str(v)
-        for k, v in (getattr(settings, "PORTAL_EXTRA_LABELS", None) or {}).items()
-    }
-
-
-def base_labels(environment, stack):
-    """Return the portal's own labels for objects of ``stack`` in ``environment``."""
-    return {
-        MANAGED_LABEL: "true",
-        "portal.environment": environment.name,
-        "portal.stack": stack.name,
-        **extra_labels(),
-    }
-
-
-# --------------------------------------------------------------------------
-# Specs
-
-
-def parse_duration(value):
-    """Return a Compose duration ("1m30s", "500ms", 10) in seconds, or None."""
-    if value in (None, ""):
-        return None
-    if isinstance(value, int | float):
-        return float(value)
-    text = str(value).strip()
-    if re.fullmatch(r"\d+(\.\d+)?", text):
-        return float(text)
-    units = {"h": 3600, "m": 60, "s": 1, "ms": 0.001, "us": 1e-6, "ns": 1e-9}
-    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|us|ns|h|m|s)", text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        raise ValueError(f"{value!r} is not a duration (e.g. 30s, 1m30s, 500ms).")
-    return sum(float(n) * units[u] for n, u in parts)
-
-
-def format_duration(seconds):
-    """Return ``seconds`` as a Compose duration string."""
-    if seconds is None:
-        return None
-    if float(seconds).is_integer():
-        return f"{int(seconds)}s"
-    return f"{int(round(seconds * 1000))}ms"
-
-
-@dataclass(frozen=True)
-class PortSpec:
-    """A published port: ``host_ip:published -> target/protocol``."""
-
-    target: int
-    # None: Docker picks a free host port.
-    published: int | None
-    host_ip: str
-    protocol: str = "tcp"
-
-    def __str__(self):
-        published = "" if self.published is None else self.published
-        return f"{self.host_ip}:{published}->{self.target}/{self.protocol}"
-
-
-@dataclass(frozen=True)
-class MountSpec:
-    """A mount: a named volume (Docker name in ``source``), a bind or a tmpfs."""
-
-    type: str
-    target: str
-    source: str = ""
-    read_only: bool = False
-    # The compose key: the volume's key for named volumes, the path as written
-    # in the configuration for binds.
-    key: str = ""
-
-
-@dataclass(frozen=True)
-class HealthSpec:
-    """A healthcheck in Compose terms, durations in seconds."""
-
-    test: tuple = ()
-    interval: float | None = None
-    timeout: float | None = None
-    retries: int | None = None
-    start_period: float | None = None
-    disable: bool = False
-
-
-@dataclass
-class NetworkSpec:
-    """A network a stack's services join."""
-
-    key: str
-    docker_name: str
-    stack: str
-    project: str
-    subnet: str = ""
-    gateway: str = ""
-    driver: str = "bridge"
-    internal: bool = False
-    # Owned by a stack this one depends on: used, never created or removed.
-    external: bool = False
-    labels: dict = field(default_factory=dict)
-
-
-@dataclass
-class VolumeSpec:
-    """A named volume of a stack."""
-
-    key: str
-    docker_name: str
-    stack: str
-    project: str
-    data_type: str = ""
-    driver: str = "local"
-    external: bool = False
-    labels: dict = field(default_factory=dict)
-
-
-@dataclass
-class ServiceSpec:
-    """One service of a stack as it should run in an environment."""
-
-    name: str
-    stack: str
-    project: str
-    image: str
-    # Build context, for services that have one (rendered; never built here).
-    build: str = ""
-    command: list | None = None
-    entrypoint: list | None = None
-    # Values keep their ${VAR} references; resolved at container creation.
-    environment: dict = field(default_factory=dict)
-    ports: list = field(default_factory=list)
-    mounts: list = field(default_factory=list)
-    # Network Docker name -> network key, own stack's networks first.
-    networks: dict = field(default_factory=dict)
-    aliases: list = field(default_factory=list)
-    healthcheck: HealthSpec | None = None
-    # Services of the same stack this one waits for.
-    depends_on: list = field(default_factory=list)
-    # (stack, service) pairs in other stacks this one needs running.
-    external_depends_on: list = field(default_factory=list)
-    gpu: bool = False
-    gpu_count: str = "all"
-    shm_size: str = ""
-    user: str = ""
-    restart: str = "unless-stopped"
-    labels: dict = field(default_factory=dict)
-    extra: dict = field(default_factory=dict)
-
-    @property
-    def container_name(self):
-        return container_name(self.project, self.name)
-
-
-@dataclass
-class StackPlan:
-    """Desired state of one stack in one environment."""
-
-    environment: object
-    stack: object
-    project: str
-    services: list = field(default_factory=list)
-    networks: list = field(default_factory=list)
-    volumes: list = field(default_factory=list)
-    # Names of the stacks this one depends on, transitively, dependencies first.
-    dependency_stacks: list = field(default_factory=list)
-
-    def service(self, name):
-        """Return the spec of service ``name``."""
-        for spec in self.services:
-            if spec.name == name:
-                return spec
-        raise KeyError(name)
-
-    @property
-    def own_networks(self):
-        return [n for n in self.networks if not n.external]
-
-    @property
-    def own_volumes(self):
-        return [v for v in self.volumes if not v.external]
 
 
 def resolve_spec(spec, resolve_all):
@@ -369,11 +162,8 @@ def _bind_source(source):
 
 def stack_plan(environment, stack):
     """Return the :class:`StackPlan` of ``stack`` in ``environment``."""
-    from . import config
-    from .models import Network, Service, Volume
-
     project = environment.project_name(stack)
-    labels = base_labels(environment, stack)
+    stack_labels = labels.base_labels(environment, stack)
     dependencies = stack.dependency_closure()
     subnets = config.network_plan(environment)
 
@@ -396,7 +186,7 @@ def stack_plan(environment, stack):
                     driver=network.driver,
                     internal=network.internal,
                     external=owner.pk != stack.pk,
-                    labels={**base_labels(environment, owner)},
+                    labels=labels.base_labels(environment, owner),
                 )
             )
     network_map = {n.docker_name: n.key for n in networks}
@@ -419,8 +209,8 @@ def stack_plan(environment, stack):
                 driver=row.driver if row is not None else "local",
                 external=owner.pk != stack.pk,
                 labels={
-                    **base_labels(environment, owner),
-                    **({"portal.data-type": data_type} if data_type else {}),
+                    **labels.base_labels(environment, owner),
+                    **({labels.DATA_TYPE: data_type} if data_type else {}),
                 },
             )
         return volumes[name]
@@ -492,12 +282,12 @@ def stack_plan(environment, stack):
                 restart=str(eff.get("restart") or "unless-stopped"),
                 labels={
                     **{str(k): str(v) for k, v in user_labels.items()},
-                    **labels,
-                    PROJECT_LABEL: project,
-                    SERVICE_LABEL: service.name,
-                    "com.docker.compose.container-number": "1",
-                    "com.docker.compose.oneoff": "False",
-                    "portal.service": service.name,
+                    **stack_labels,
+                    labels.COMPOSE_PROJECT: project,
+                    labels.COMPOSE_SERVICE: service.name,
+                    labels.COMPOSE_CONTAINER_NUMBER: "1",
+                    labels.COMPOSE_ONEOFF: "False",
+                    labels.SERVICE: service.name,
                 },
                 extra=extra,
             )
@@ -554,9 +344,9 @@ def _compose_build(build):
     return build
 
 
-def _compose_labels(labels):
+def _compose_labels(values):
     # Compose writes its own com.docker.compose.* labels.
-    return {k: v for k, v in labels.items() if not k.startswith("com.docker.compose.")}
+    return {k: v for k, v in values.items() if not labels.is_compose_label(k)}
 
 
 def compose_dict(plan):

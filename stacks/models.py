@@ -13,7 +13,7 @@ from django.db import models
 from django.urls import reverse
 
 from .choices import DataType
-from .config.schema import OVERRIDE_KEYS
+from .schema.keys import OVERRIDE_KEYS
 
 __all__ = [
     "ConfigValue",

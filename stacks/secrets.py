@@ -24,43 +24,24 @@ import os
 import re
 from pathlib import Path
 
+from django.conf import settings
+
+from portal.redaction import NAME_PATTERN, TOKEN_RE
+
 __all__ = [
-    "REDACTED",
-    "SECRET_NAME_RE",
     "InvalidReference",
     "MissingSecret",
     "environ_for",
     "invalid_references",
     "is_reference",
-    "is_secret_name",
     "load_env_file",
-    "redact",
     "references",
     "resolve",
     "resolve_all",
 ]
 
-#: Variable names whose values are secrets: they must be references where an
-#: environment requires it, and :func:`redact` hides them.
-SECRET_NAME_RE = re.compile(r"PASSWORD|SECRET|_KEY|TOKEN|SALT", re.IGNORECASE)
-
-REDACTED = "********"
-
-_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
-# One token: an escaped dollar, a braced reference (with an optional
-# operator and argument), an unbraced reference, or a dollar that starts none
-# of these (invalid).
-_TOKEN_RE = re.compile(
-    r"\$(?:"
-    r"(?P<escape>\$)"
-    # Nested references in a default (${A:-${B}}) are not supported: the
-    # argument may not contain "$", so they fail as invalid instead of
-    # resolving to the wrong text.
-    rf"|\{{(?P<braced>{_NAME})(?:(?P<op>:-|-|:\?|\?)(?P<arg>[^}}$]*))?\}}"
-    rf"|(?P<named>{_NAME})"
-    r"|(?P<invalid>)"
-    r")"
-)
+_NAME = NAME_PATTERN
+_TOKEN_RE = TOKEN_RE
 _PURE_RE = re.compile(rf"\$\{{({_NAME})\}}")
 _PURE_WITH_DEFAULT_RE = re.compile(rf"\$\{{({_NAME})(?::?-[^}}$]*)?\}}")
 
@@ -78,11 +59,6 @@ class MissingSecret(Exception):
 
 class InvalidReference(ValueError):
     """A ``$`` that starts no valid reference (write ``$$`` for a dollar)."""
-
-
-def is_secret_name(name):
-    """Return whether the variable ``name`` holds a secret."""
-    return bool(SECRET_NAME_RE.search(str(name)))
 
 
 def is_reference(value, *, allow_default=False):
@@ -187,35 +163,6 @@ def resolve_all(value, environ=None, *, service=None):
     return value
 
 
-def redact(mapping):
-    """Return a copy of ``mapping`` with secret-named values replaced.
-
-    Keys matching :data:`SECRET_NAME_RE` get ``"********"``; nested dicts are
-    redacted too, and lists of ``"NAME=value"`` strings (Compose's list
-    form of ``environment``) have their secret values replaced.
-    """
-    if isinstance(mapping, dict):
-        result = {}
-        for key, value in mapping.items():
-            if is_secret_name(key) and not isinstance(value, (dict, list)):
-                result[key] = REDACTED
-            else:
-                result[key] = redact(value)
-        return result
-    if isinstance(mapping, list):
-        return [_redact_item(item) for item in mapping]
-    return mapping
-
-
-def _redact_item(item):
-    if isinstance(item, str) and "=" in item:
-        name, _, _ = item.partition("=")
-        if is_secret_name(name):
-            return f"{name}={REDACTED}"
-        return item
-    return redact(item)
-
-
 def load_env_file(path):
     """Return the variables of a ``NAME=value`` file (``.env`` format).
 
@@ -251,8 +198,6 @@ def environ_for(environment, base=None):
     several environments can keep different values for the same name on one
     worker.
     """
-    from django.conf import settings
-
     variables = {}
     declared = (getattr(environment, "settings", None) or {}).get("variables") or {}
     variables.update({str(k): "" if v is None else str(v) for k, v in declared.items()})

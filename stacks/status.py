@@ -11,25 +11,11 @@ ones). Everything returned is plain JSON-able dicts.
 import re
 from datetime import UTC, datetime
 
-from docker.errors import DockerException
-from requests.exceptions import RequestException
-
-from .docker import StackError, client_for
+from . import engine
+from .engine import labels
 from .models import Stack
 
-__all__ = [
-    "ENV_LABEL",
-    "SERVICE_LABEL",
-    "STACK_LABEL",
-    "environment_status",
-    "environments_status",
-    "list_containers",
-]
-
-ENV_LABEL = "portal.environment"
-STACK_LABEL = "portal.stack"
-SERVICE_LABEL = "portal.service"
-COMPOSE_SERVICE_LABEL = "com.docker.compose.service"
+__all__ = ["environment_status", "environments_status"]
 
 # "Up 3 minutes (healthy)", "Up About an hour (health: starting)",
 # "Exited (137) 5 seconds ago", "Restarting (1) 2 seconds ago", "Created".
@@ -40,34 +26,23 @@ _UP_RE = re.compile(
 )
 
 
-def list_containers(client, environment=None):
-    """Return the raw list-API dicts of portal containers, one request.
-
-    With ``environment`` only that environment's containers are listed;
-    without, every container that carries an environment label.
-    """
-    label = ENV_LABEL if environment is None else f"{ENV_LABEL}={environment.name}"
-    # sparse=True: without it docker-py inspects every container (N+1 calls).
-    containers = client.containers.list(all=True, sparse=True, filters={"label": label})
-    return [c.attrs for c in containers]
-
-
 def environment_status(environment, *, client=None, stacks=None):
     """Return the state of every stack and service of ``environment``.
 
     Args:
         client: Docker client to use; default: the environment's shared
-            one (``stacks.docker.client_for``).
+            one (``stacks.engine.client_for``).
         stacks: configured stacks with their services prefetched; default:
             all of them.
     """
     if stacks is None:
         stacks = _configured_stacks()
     try:
-        client = client or client_for(environment)
-        containers = list_containers(client, environment)
-    except (StackError, DockerException, RequestException, OSError) as exc:
-        return _build(environment, stacks, [], error=_describe(exc))
+        client = client or engine.client_for(environment)
+        with engine.engine_errors("Docker engine not reachable"):
+            containers = engine.list_containers(client, environment=environment.name)
+    except engine.EngineError as exc:
+        return _build(environment, stacks, [], error=str(exc))
     return _build(environment, stacks, containers)
 
 
@@ -75,9 +50,9 @@ def environments_status(environments, *, get_client=None):
     """Return ``{name: status}`` for several environments.
 
     Environments sharing a Docker host cost one list request together.
-    ``get_client(environment)`` defaults to ``stacks.docker.client_for``.
+    ``get_client(environment)`` defaults to ``stacks.engine.client_for``.
     """
-    get_client = get_client or client_for
+    get_client = get_client or engine.client_for
     stacks = _configured_stacks()
     by_host = {}
     for env in environments:
@@ -85,16 +60,19 @@ def environments_status(environments, *, get_client=None):
     result = {}
     for envs in by_host.values():
         try:
-            containers = list_containers(get_client(envs[0]))
-        except (StackError, DockerException, RequestException, OSError) as exc:
+            with engine.engine_errors("Docker engine not reachable"):
+                containers = engine.list_containers(
+                    get_client(envs[0]), environment=True
+                )
+        except engine.EngineError as exc:
             for env in envs:
-                result[env.name] = _build(env, stacks, [], error=_describe(exc))
+                result[env.name] = _build(env, stacks, [], error=str(exc))
             continue
         for env in envs:
             mine = [
                 c
                 for c in containers
-                if (c.get("Labels") or {}).get(ENV_LABEL) == env.name
+                if (c.get("Labels") or {}).get(labels.ENVIRONMENT) == env.name
             ]
             result[env.name] = _build(env, stacks, mine)
     return result
@@ -104,18 +82,12 @@ def _configured_stacks():
     return list(Stack.objects.prefetch_related("services"))
 
 
-def _describe(exc):
-    if isinstance(exc, StackError):
-        return str(exc)
-    return f"Docker engine not reachable: {exc.__class__.__name__}: {exc}"
-
-
 def _build(environment, stacks, containers, error=None):
     by_service = {}
     for attrs in containers:
-        labels = attrs.get("Labels") or {}
-        stack = labels.get(STACK_LABEL)
-        service = labels.get(SERVICE_LABEL) or labels.get(COMPOSE_SERVICE_LABEL)
+        found = attrs.get("Labels") or {}
+        stack = found.get(labels.STACK)
+        service = labels.service_of(found) or None
         by_service.setdefault((stack, service), []).append(attrs)
 
     stack_rows = []

@@ -11,7 +11,7 @@ from django.views.decorators.http import require_GET, require_POST
 from portal.operations import OperationConflict
 from portal.permissions import require, user_can, visible_environments
 
-from .docker import StackError
+from . import operations
 from .models import Environment, Stack
 from .status import environment_status
 
@@ -89,10 +89,6 @@ def stack_action(request, name, stack, action):
     environment = get_object_or_404(Environment, name=name)
     stack = get_object_or_404(Stack, name=stack)
     require(request.user, action, environment)
-    # Imported here: the operations module pulls in the job machinery,
-    # which the read-only pages do not need.
-    from . import operations
-
     request_action = getattr(operations, f"{action}_stack")
     options = {}
     if action == "start":
@@ -107,7 +103,7 @@ def stack_action(request, name, stack, action):
         for message in exc.messages:
             messages.error(request, message)
         return redirect(environment.get_absolute_url())
-    except (OperationConflict, StackError, ValueError) as exc:
+    except (OperationConflict, ValueError) as exc:
         messages.error(request, str(exc))
         return redirect(environment.get_absolute_url())
     messages.success(request, f"Queued operation {operation.pk}: {action} {stack}.")
@@ -141,51 +137,22 @@ def stack_logs(request, name, stack):
 
 def _blast_radius(environment, stack):
     """Return the text shown before stopping or restarting ``stack``."""
-    try:
-        from .operations import blast_radius
-    except ImportError:
-        blast_radius = None
-    if blast_radius is not None:
-        return _describe_radius(blast_radius(environment, stack))
-    # Without the operations module's answer: the stacks that depend on
-    # this one, as configured.
-    dependents = [s.name for s in stack.dependents.all()]
-    if dependents:
-        return f"Stacks depending on {stack.name}: {', '.join(dependents)}."
-    return ""
+    return _describe_radius(operations.blast_radius(environment, stack))
 
 
 def _describe_radius(radius):
-    """Return a blast radius as one line of text for the confirm dialog.
-
-    Knows the shape of ``stacks.operations.blast_radius`` (stops,
-    dependents, dependent_stacks); anything else is shown as it comes.
-    """
-    if not radius:
-        return ""
-    if isinstance(radius, str):
-        return radius
-    if isinstance(radius, dict) and "stops" in radius:
-        parts = [f"stops {', '.join(radius['stops']) or 'nothing'}"]
-        dependents = [
-            f"{d['stack']}/{d['service']}"
-            + (" (running)" if d.get("running") else "")
-            + (f" needs {', '.join(d['depends_on'])}" if d.get("depends_on") else "")
-            for d in radius.get("dependents") or []
-        ]
-        if dependents:
-            parts.append(f"services depending on them: {'; '.join(dependents)}")
-        if radius.get("dependent_stacks"):
-            parts.append(
-                f"stacks depending on this one: {', '.join(radius['dependent_stacks'])}"
-            )
-        return ". ".join(parts) + "."
-    if isinstance(radius, dict):
-        return "; ".join(
-            f"{key}: {_describe_radius(value)}"
-            for key, value in radius.items()
-            if value
+    """Return :func:`stacks.operations.blast_radius` as one line of text."""
+    parts = [f"stops {', '.join(radius['stops']) or 'nothing'}"]
+    dependents = [
+        f"{d['stack']}/{d['service']}"
+        + (" (running)" if d.get("running") else "")
+        + (f" needs {', '.join(d['depends_on'])}" if d.get("depends_on") else "")
+        for d in radius["dependents"]
+    ]
+    if dependents:
+        parts.append(f"services depending on them: {'; '.join(dependents)}")
+    if radius["dependent_stacks"]:
+        parts.append(
+            f"stacks depending on this one: {', '.join(radius['dependent_stacks'])}"
         )
-    if isinstance(radius, list | tuple | set):
-        return ", ".join(map(str, radius))
-    return str(radius)
+    return ". ".join(parts) + "."

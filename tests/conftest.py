@@ -50,6 +50,22 @@ def redis_conn(redis_url):
     conn.close()
 
 
+@pytest.fixture(autouse=True)
+def fresh_channel_layer():
+    """Give each test its own channel layer instance.
+
+    channels_redis keeps receive state (a lock, a count of receivers, the
+    loop they run in) on the layer object; each async test runs in its own
+    event loop, and a consumer a test leaves connected would otherwise keep
+    that state for the next test's loop.
+    """
+    from channels.layers import channel_layers
+
+    channel_layers.backends.clear()
+    yield
+    channel_layers.backends.clear()
+
+
 @pytest.fixture(scope="session")
 def docker_session_client():
     client = docker.from_env(timeout=120)

@@ -20,6 +20,7 @@ from django.core.exceptions import PermissionDenied
 from django.core.management.base import BaseCommand, CommandError
 
 from portal.choices import OperationStatus
+from portal.models import environment_model
 from portal.operations import (
     OperationConflict,
     follow_operation,
@@ -82,8 +83,7 @@ class OperationCommand(BaseCommand):
 
     def get_environment(self, name):
         """Return the environment called or aliased ``name``."""
-        from stacks.models import Environment
-
+        Environment = environment_model()
         try:
             return Environment.lookup(name)
         except Environment.DoesNotExist:
@@ -109,11 +109,6 @@ class OperationCommand(BaseCommand):
         only enqueued), and when it cannot be requested (no permission, the
         stack busy with ``--no-queue``, a plan that cannot be computed).
         """
-        # The stack runners compute their plan with the request and raise
-        # StackError for a configuration they cannot plan (an unset port
-        # variable, a bad subnet); nothing has been created by then.
-        from stacks.docker import StackError
-
         user = self.get_user(options)
         enqueue = options.get("enqueue", False)
         try:
@@ -127,7 +122,9 @@ class OperationCommand(BaseCommand):
                 wait=not options.get("no_queue", False),
                 enqueue=enqueue,
             )
-        except (PermissionDenied, OperationConflict, StackError, ValueError) as exc:
+        # A runner raises PlanError (a ValueError) for a request it cannot
+        # plan (an unset port variable, a bad subnet); nothing exists yet.
+        except (PermissionDenied, OperationConflict, ValueError) as exc:
             raise CommandError(str(exc))
         self.stdout.write(f"Operation {operation.pk}: {kind} on {operation.target}")
         if operation.plan:

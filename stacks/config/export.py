@@ -10,9 +10,9 @@ from pathlib import Path
 
 import yaml
 
-from .effective import compact_healthcheck
-from .schema import DEFAULT_CONFIG, PASSTHROUGH_KEYS
-from .sync import SERVICE_FIELDS
+from ..models import ConfigValue, Environment, Network, Service, Stack, Volume
+from ..schema.keys import DEFAULT_CONFIG, PASSTHROUGH_KEYS, SERVICE_FIELDS
+from ..schema.values import compact_healthcheck
 
 __all__ = ["dump_yaml", "export_configs", "export_data"]
 
@@ -97,8 +97,6 @@ def _service_values(values, templates, *, default_restart, override=False):
 
 def export_data():
     """Return the configuration in the database as a ``stacks.yaml`` dict."""
-    from ..models import ConfigValue, Environment, Network, Service, Stack, Volume
-
     config = dict(DEFAULT_CONFIG)
     config.update({c.key: c.value for c in ConfigValue.objects.all()})
     templates = config.get("healthcheck_templates") or {}

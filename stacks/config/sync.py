@@ -16,9 +16,22 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import ProtectedError, RestrictedError
 
-from .loader import ConfigError, Issue, display_path, load_yaml
-from .policies import check_backup_strategies, check_retention_policies
-from .schema import ENVIRONMENT_KEYS, SERVICE_KEYS, parse_stacks
+from portal.audit import record
+
+from ..models import (
+    ConfigValue,
+    Environment,
+    Network,
+    NetworkOverride,
+    Service,
+    ServiceOverride,
+    Stack,
+    Volume,
+)
+from ..schema.keys import ENVIRONMENT_FIELDS, SERVICE_FIELDS
+from ..schema.loader import ConfigError, Issue, display_path, load_yaml
+from ..schema.parser import parse_stacks
+from ..schema.policies import check_backup_strategies, check_retention_policies
 
 __all__ = [
     "ACTIONS",
@@ -37,12 +50,6 @@ CREATED, UPDATED, UNCHANGED, NOT_IN_FILE, DELETED = (
     "deleted",
 )
 ACTIONS = (CREATED, UPDATED, UNCHANGED, NOT_IN_FILE, DELETED)
-
-# The Service fields an import writes: every service key of the file (less
-# depends_on, a many-to-many set after the rows exist) and the order.
-SERVICE_FIELDS = (*(k for k in SERVICE_KEYS if k != "depends_on"), "order")
-# Likewise for Environment: its keys less the overrides (rows of their own).
-ENVIRONMENT_FIELDS = (*(k for k in ENVIRONMENT_KEYS if k != "overrides"), "order")
 
 
 @dataclass
@@ -185,8 +192,6 @@ def import_configs(path=None, *, dry_run=False, prune=False, user=None):
 
 
 def _audit_import(report, user):
-    from portal.audit import record
-
     changed = [
         str(e) for e in report.entries if e.action in (CREATED, UPDATED, DELETED)
     ]
@@ -213,17 +218,6 @@ class _Sync:
         self.prunable = []
 
     def run(self):
-        from ..models import (
-            ConfigValue,
-            Environment,
-            Network,
-            NetworkOverride,
-            Service,
-            ServiceOverride,
-            Stack,
-            Volume,
-        )
-
         parsed = self.parsed
         # config
         for key, value in parsed.config.items():

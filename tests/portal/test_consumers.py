@@ -8,9 +8,10 @@ from django.utils import timezone
 
 from portal.asgi import application
 from portal.choices import OperationStatus, Role
-from portal.consumers import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED, publish
+from portal.consumers import CLOSE_FORBIDDEN, CLOSE_UNAUTHENTICATED
 from portal.models import Operation, OperationLogLine
 from portal.operations import OperationLog, finish_operation, request_operation
+from portal.publish import publish
 from tests.websockets import Communicator
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -172,3 +173,33 @@ async def test_client_reconnecting_at_n_gets_the_rest_exactly_once(
     assert rest == list(range(n + 1, 3001))
     assert frames[-1]["last_seq"] == 3000
     await second.disconnect()
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/ws/logs/../../etc/passwd/",
+        "/ws/logs/démo/core/",
+        "/ws/operations/not-a-uuid/",
+        "/ws/" + "x" * 5000 + "/",
+        "/nothing/here",
+    ],
+)
+async def test_websocket_path_without_a_route_gets_a_4404_and_why(redis_conn, path):
+    """A path that matches no route (traversal, non-ASCII, very long) is
+    answered with an error message and close code 4404, not a server error."""
+    headers = [(b"origin", b"http://127.0.0.1"), (b"host", b"127.0.0.1")]
+    comm = Communicator(application, path, headers=headers)
+    connected, _ = await comm.connect()
+    assert connected
+    message = await comm.receive_json_from(timeout=10)
+    closed = await comm.receive_output(timeout=10)
+    await comm.disconnect(code=closed["code"])
+    assert message["type"] == "error"
+    assert message["message"].startswith("No WebSocket endpoint at '")
+    assert len(message["message"]) < 120
+    assert closed == {
+        "type": "websocket.close",
+        "code": 4404,
+        "reason": message["message"],
+    }

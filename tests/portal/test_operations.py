@@ -370,7 +370,7 @@ def test_operation_log_saves_every_line_in_order(redis_conn, operator, environme
     """Levels by name or logging number, %-args and mapping args, long lines cut."""
     import logging
 
-    from portal.operations import MAX_LINE_CHARS, OperationLog
+    from portal.operations.log import MAX_LINE_CHARS, OperationLog
 
     operation = request_operation(
         "test.steps", user=operator, environment=environment, enqueue=False

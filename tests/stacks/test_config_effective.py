@@ -7,15 +7,9 @@ from itertools import combinations
 import pytest
 
 from stacks.config import (
-    PlannedNetwork,
-    PublishedPort,
-    allocate_subnets,
     effective_service,
     import_configs,
-    merge_service,
     network_plan,
-    parse_port,
-    publish,
     published_ports,
     resolve_service,
 )
@@ -25,6 +19,14 @@ from stacks.models import (
     NetworkOverride,
     Service,
     ServiceOverride,
+)
+from stacks.schema.values import (
+    PlannedNetwork,
+    PublishedPort,
+    allocate_subnets,
+    merge_service,
+    parse_port,
+    publish,
 )
 from stacks.secrets import MissingSecret, environ_for
 

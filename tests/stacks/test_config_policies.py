@@ -5,8 +5,9 @@ import shutil
 import pytest
 import yaml
 
-from stacks.config import ConfigError, load_yaml, validate_configs
-from stacks.config.policies import check_backup_strategies, check_retention_policies
+from stacks.config import validate_configs
+from stacks.schema.loader import ConfigError, load_yaml
+from stacks.schema.policies import check_backup_strategies, check_retention_policies
 
 from .test_config_support import CONFIG_DIR, line_of, minimal, write_config
 

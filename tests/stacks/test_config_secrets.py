@@ -2,18 +2,15 @@
 
 import pytest
 
+from portal.redaction import REDACTED, SECRET_NAME_RE, is_secret_name, redact
 from stacks.models import Environment
 from stacks.secrets import (
-    REDACTED,
-    SECRET_NAME_RE,
     InvalidReference,
     MissingSecret,
     environ_for,
     invalid_references,
     is_reference,
-    is_secret_name,
     load_env_file,
-    redact,
     references,
     resolve,
     resolve_all,

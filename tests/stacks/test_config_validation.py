@@ -2,9 +2,9 @@
 
 import pytest
 
-from stacks.config import ConfigError, import_configs, load_yaml, validate_configs
-from stacks.config.loader import display_path
+from stacks.config import import_configs, validate_configs
 from stacks.models import Service, Stack
+from stacks.schema.loader import ConfigError, display_path, load_yaml
 
 from .test_config_support import REAL_STACKS, line_of, minimal, row_counts, write_config
 
@@ -616,9 +616,8 @@ def test_override_keys_follow_the_service_keys():
     """One list: the override keys are the service keys an environment may
     change, in the order of the service keys, and the model allows exactly
     those; an import writes every service key but depends_on (a relation)."""
-    from stacks.config.schema import OVERRIDE_KEYS, SERVICE_KEYS
-    from stacks.config.sync import SERVICE_FIELDS
     from stacks.models import ServiceOverride
+    from stacks.schema.keys import OVERRIDE_KEYS, SERVICE_FIELDS, SERVICE_KEYS
 
     assert set(KEY_VALUES) == set(SERVICE_KEYS)
     assert OVERRIDE_KEYS == tuple(
@@ -633,8 +632,8 @@ def test_override_keys_follow_the_service_keys():
 def test_override_key_accepted_by_import_and_model_alike(tmp_path, key):
     from django.core.exceptions import ValidationError
 
-    from stacks.config.schema import OVERRIDE_KEYS
     from stacks.models import ServiceOverride
+    from stacks.schema.keys import OVERRIDE_KEYS
 
     data = minimal()
     data["environments"]["development"]["overrides"] = {"redis": {key: KEY_VALUES[key]}}

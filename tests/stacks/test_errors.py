@@ -54,7 +54,7 @@ def test_stack_command_unreachable_docker_is_a_command_error(world, host, action
 
 @pytest.mark.parametrize("kind", ["stack.start", "stack.stop", "stack.restart"])
 def test_run_operation_unreachable_docker_fails_the_operation(world, kind):
-    """A StackError inside a runner (here: no engine) gives *failed*, not
+    """An EngineError inside a runner (here: no engine) gives *failed*, not
     *errored*, with its message as the error."""
     env, web, operator = world
     env.docker_host = "tcp://127.0.0.1:1"

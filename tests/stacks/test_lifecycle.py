@@ -20,7 +20,7 @@ from django.contrib.auth import get_user_model
 from portal.choices import OperationStatus
 from portal.models import Operation
 from portal.operations import run_inline
-from stacks import docker as adapter
+from stacks import engine
 from stacks.compose import compose_dict, stack_plan
 from stacks.config import import_configs, network_plan, published_ports
 from stacks.models import Environment, Service, ServiceOverride, Stack
@@ -161,7 +161,7 @@ def containers(client, env, stack_name):
     project = env.project_name(stack(stack_name))
     return {
         s.service: client.api.inspect_container(s.id)
-        for s in adapter.service_states(client, project).values()
+        for s in engine.service_states(client, project).values()
     }
 
 
@@ -261,11 +261,9 @@ def test_dependent_stack_reaches_core_and_stop_leaves_core(
     stop = run(stop, run_jobs)
     assert_succeeded(stop)
     assert stop.result["stacks"]["inference"] == ["litellm", "vllm"]
-    states = adapter.service_states(docker_client, env.project_name(stack("core")))
+    states = engine.service_states(docker_client, env.project_name(stack("core")))
     assert {s: states[s].ready for s in states} == dict.fromkeys(core, True)
-    stopped = adapter.service_states(
-        docker_client, env.project_name(stack("inference"))
-    )
+    stopped = engine.service_states(docker_client, env.project_name(stack("inference")))
     assert {s.state for s in stopped.values()} == {"exited"}
 
 
@@ -466,7 +464,7 @@ def test_rendered_compose_describes_what_was_created(
             entry = document[section][key]
             return entry.get("name") or f"{project}_{key}"
 
-        states = adapter.service_states(docker_client, project)
+        states = engine.service_states(docker_client, project)
         assert set(states) == set(document["services"])
         for name, service in document["services"].items():
             attrs = docker_client.api.inspect_container(states[name].id)
@@ -587,7 +585,7 @@ def test_cancel_stops_a_start_between_services(docker_client, env, operator):
     canceler.join()
     assert operation.status == OperationStatus.CANCELED, lines(operation)
     assert operation.error.startswith("Canceled by")
-    states = adapter.service_states(docker_client, env.project_name(stack("core")))
+    states = engine.service_states(docker_client, env.project_name(stack("core")))
     assert len(states) < 4 or not all(s.ready for s in states.values())
 
 
@@ -607,5 +605,5 @@ def test_stop_with_dependents_stops_them_first(docker_client, env, operator, run
     assert stopped["inference"] == ["litellm", "vllm"]
     assert stopped["core"] == ["minio", "qdrant", "redis", "postgres"]
     for name in ("core", "inference"):
-        states = adapter.service_states(docker_client, env.project_name(stack(name)))
+        states = engine.service_states(docker_client, env.project_name(stack(name)))
         assert {s.state for s in states.values()} == {"exited"}

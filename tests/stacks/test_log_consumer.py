@@ -117,10 +117,67 @@ async def test_logs_user_with_role_on_other_environment_refused(world):
     assert (connected, code) == (False, 4403)
 
 
-async def test_logs_unknown_service_refused(world):
+async def refused(comm):
+    """Connect and return the error message and close code the server sent."""
+    assert (await comm.connect())[0]
+    message = await comm.receive_json_from(timeout=10)
+    closed = await comm.receive_output(timeout=10)
+    # The consumer ends when the client answers the close.
+    await comm.disconnect(code=closed["code"])
+    assert message["type"] == "error"
+    assert closed["type"] == "websocket.close"
+    return message["message"], closed["code"]
+
+
+async def test_logs_unknown_service_refused_with_its_name(world):
     env, web, users = world
     comm = communicator(env, web, users["viewer"], service="nope")
-    assert await comm.connect() == (False, 4404)
+    assert await refused(comm) == ("No service 'nope' in stack web.", 4404)
+
+
+async def test_logs_unknown_environment_refused_with_its_name(world):
+    _env, web, users = world
+    comm = Communicator(
+        URLRouter(websocket_urlpatterns), f"/ws/logs/no-such-env/{web.name}/"
+    )
+    comm.scope["user"] = users["viewer"]
+    assert await refused(comm) == ("No environment 'no-such-env'.", 4404)
+
+
+async def test_logs_very_long_names_refused_with_a_short_message(world):
+    env, _web, users = world
+    long_name = "s" * 5000
+    comm = Communicator(
+        URLRouter(websocket_urlpatterns), f"/ws/logs/{env.name}/{long_name}/"
+    )
+    comm.scope["user"] = users["viewer"]
+    message, code = await refused(comm)
+    assert code == 4404
+    assert message.startswith("No stack 'ssss") and len(message) < 100
+
+
+@pytest.mark.parametrize(
+    "query, expected",
+    [
+        ("since=inf", "since='inf' is out of range"),
+        ("since=-inf", "since='-inf' is out of range"),
+        ("since=1e400", "since='1e400' is out of range"),
+        ("since=nan", "since='nan' is out of range"),
+        ("since=-5", "since='-5' is out of range"),
+        ("since=yesterday", "since='yesterday' is not a Docker timestamp"),
+        ("since=2026-13-45T99:99:99Z", "is not a valid date"),
+        ("tail=1e400", "tail='1e400' is not a number of lines"),
+        ("tail=-3", "tail='-3' is not a number of lines"),
+        ("grep=" + "x" * 201, "grep is longer than 200 characters"),
+    ],
+)
+async def test_logs_bad_query_refused_with_the_reason(world, query, expected):
+    """Bad parameters get a 4400 and a message naming the parameter, never a
+    server error."""
+    env, web, users = world
+    message, code = await refused(communicator(env, web, users["viewer"], query))
+    assert code == 4400
+    assert message.startswith("Bad request: ") and expected in message, message
 
 
 async def test_logs_viewer_gets_tail_then_live_lines_interleaved(world, make_container):
@@ -193,6 +250,27 @@ async def test_logs_grep_filters_history_and_live(world, make_container):
     assert all(text.startswith("beta 1") for _, _, text in client.lines)
 
 
+async def test_logs_prompt_client_loses_nothing(world, make_container, settings):
+    """A client that acknowledges every batch gets every line of a burst far
+    larger than its buffer: the followers wait for room instead of dropping."""
+    settings.PORTAL_CONTAINER_LOGS = {
+        "BUFFER_LINES": 100,
+        "BATCH_LINES": 20,
+        "WINDOW": 1,
+        "STALL_SECONDS": 5,
+    }
+    total = 50_000
+    env, web, users = world
+    make_container(env, web, "alpha", f"sleep 2; seq 1 {total}; sleep 60")
+    comm = communicator(env, web, users["viewer"], "tail=0")
+    assert (await comm.connect())[0]
+    client = Client(comm)
+    await client.until(lambda: len(client.lines) >= total, timeout=90)
+    await comm.disconnect()
+    assert "dropped" not in client.types()
+    assert [int(text) for _, _, text in client.lines] == list(range(1, total + 1))
+
+
 async def test_logs_slow_client_gets_dropped_marker(world, make_container, settings):
     """A client that does not acknowledge falls behind: the server keeps a
     bounded buffer and reports the lines it dropped, so lines received plus
@@ -201,6 +279,7 @@ async def test_logs_slow_client_gets_dropped_marker(world, make_container, setti
         "BUFFER_LINES": 100,
         "BATCH_LINES": 20,
         "WINDOW": 1,
+        "STALL_SECONDS": 0.2,
     }
     total = 200_000
     env, web, users = world
@@ -327,7 +406,7 @@ async def test_logs_rescan_event_on_group(world, make_container, settings):
     the container list at once (an operation just started a container)."""
     from channels.layers import get_channel_layer
 
-    from stacks.consumers import logs_group
+    from stacks.groups import logs_group
 
     settings.PORTAL_CONTAINER_LOGS = {"RELIST_INTERVAL": 60}
     env, web, users = world

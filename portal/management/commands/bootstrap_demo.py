@@ -1,5 +1,6 @@
 """Prepare a fresh database for the demo: migrate, import configs, admin user."""
 
+import os
 import secrets
 
 from django.contrib.auth import get_user_model
@@ -25,8 +26,6 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, username, password_env, **options):
-        import os
-
         call_command("migrate", interactive=False, verbosity=0)
         self.stdout.write("database migrated")
         call_command("import_configs", stdout=self.stdout)

@@ -9,6 +9,7 @@ operations are reaped.
 
 from portal.choices import Verb
 from portal.management.base import OperationCommand
+from portal.models import environment_model
 from portal.operations import reap_operations
 from portal.permissions import user_can
 
@@ -23,11 +24,11 @@ class Command(OperationCommand):
         )
 
     def handle(self, *args, **options):
-        from stacks.models import Environment
-
         user = self.get_user(options)
         allowed = [
-            env for env in Environment.objects.all() if user_can(user, Verb.CANCEL, env)
+            env
+            for env in environment_model().objects.all()
+            if user_can(user, Verb.CANCEL, env)
         ]
         found = reap_operations(dry_run=options["dry_run"], environments=allowed)
         verb = "Would fail" if options["dry_run"] else "Failed"

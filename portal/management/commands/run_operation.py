@@ -7,6 +7,7 @@ manage.py run_operation KIND --env E [--stack S] [--service X]
 from django.core.management.base import CommandError
 
 from portal.management.base import OperationCommand
+from portal.models import service_model, stack_model
 from portal.operations import UnknownOperationKind, get_runner, registered_kinds
 
 
@@ -29,8 +30,7 @@ class Command(OperationCommand):
         self.add_run_arguments(parser)
 
     def handle(self, *args, **options):
-        from stacks.models import Service, Stack
-
+        Stack, Service = stack_model(), service_model()
         try:
             get_runner(options["kind"])
         except UnknownOperationKind:

@@ -26,7 +26,8 @@ from django.db import connections
 from rq.logutils import setup_loghandlers
 
 from portal.choices import OperationStatus
-from portal.operations import load_modules
+from portal.models import Operation, environment_model
+from portal.operations import abandon_operation, load_modules, pid_alive
 from portal.queues import QUEUE_KINDS, get_queue, worker_queue_names
 from portal.worker import PortalWorker
 
@@ -67,8 +68,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options):
-        from stacks.models import Environment
-
+        Environment = environment_model()
         environments = []
         for name in options["env"]:
             try:
@@ -111,9 +111,6 @@ class Command(BaseCommand):
         fixed ``--name`` after a crash would wait for the old key to expire.
         Its operations are failed as abandoned first.
         """
-        from portal.models import Operation
-        from portal.operations import abandon_operation, pid_alive
-
         old = PortalWorker.find_by_key(worker.key, connection=worker.connection)
         if (
             old is None

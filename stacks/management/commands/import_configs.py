@@ -4,7 +4,8 @@ from django.contrib.auth import get_user_model
 from django.core.management import BaseCommand, CommandError
 
 from portal.permissions import user_can
-from stacks.config import ConfigError, import_configs
+from stacks.config import import_configs
+from stacks.schema.loader import ConfigError
 
 
 class Command(BaseCommand):

@@ -13,9 +13,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from stacks.compose import write_compose_files
-from stacks.config import ConfigError
-from stacks.docker import StackError
 from stacks.models import Environment, Stack
+from stacks.schema.loader import ConfigError
 from stacks.secrets import MissingSecret
 
 
@@ -46,7 +45,7 @@ class Command(BaseCommand):
         )
         try:
             paths = write_compose_files(environment, list(stacks), folder)
-        except (MissingSecret, ConfigError, StackError, ValueError) as exc:
+        except (MissingSecret, ConfigError, ValueError) as exc:
             # A MissingSecret names the variable and the service.
             raise CommandError(
                 f"Cannot render the compose files of {environment.name}: {exc}"

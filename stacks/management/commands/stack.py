@@ -12,13 +12,11 @@ The make targets ``start-<stack>``, ``stop-<stack>``, ``restart-<stack>``,
 
 from django.core.exceptions import PermissionDenied
 from django.core.management.base import CommandError
-from docker.errors import DockerException
-from requests.exceptions import RequestException
 
 from portal.choices import Verb
 from portal.management.base import OperationCommand
 from portal.permissions import require
-from stacks import docker as adapter
+from stacks import engine
 from stacks.models import Service, Stack
 from stacks.operations import stack_parameters
 from stacks.status import environment_status
@@ -106,8 +104,8 @@ class Command(OperationCommand):
     def client(self, environment):
         """Return the environment's Docker client, or raise CommandError."""
         try:
-            return adapter.client_for(environment)
-        except adapter.StackError as exc:
+            return engine.client_for(environment)
+        except engine.EngineError as exc:
             # The message names the environment and its Docker host.
             raise CommandError(str(exc))
 
@@ -151,19 +149,17 @@ class Command(OperationCommand):
         names = services or list(stack.services.values_list("name", flat=True))
         width = max((len(n) for n in names), default=0)
         try:
-            for name, line in adapter.stream_logs(
-                client,
-                project,
-                services=services,
-                tail=options["tail"],
-                follow=options["follow"],
-            ):
-                self.stdout.write(f"{name.ljust(width)} | {line}")
-                self.stdout.flush()
+            with engine.engine_errors(engine.describe_host(environment)):
+                for name, line in engine.stream_logs(
+                    client,
+                    project,
+                    services=services,
+                    tail=options["tail"],
+                    follow=options["follow"],
+                ):
+                    self.stdout.write(f"{name.ljust(width)} | {line}")
+                    self.stdout.flush()
         except KeyboardInterrupt:
             pass
-        except (DockerException, RequestException) as exc:
-            raise CommandError(
-                f"Docker host {environment.docker_host} of environment "
-                f"{environment.name}: {exc}"
-            )
+        except engine.EngineError as exc:
+            raise CommandError(str(exc))

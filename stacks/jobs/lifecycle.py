@@ -1,7 +1,7 @@
 """Stack lifecycle runners: what the worker executes to start, stop, restart.
 
 Each runner reads as the steps of its operation; the Docker work is in
-:mod:`stacks.docker` and the desired state comes from
+:mod:`stacks.engine` and the desired state comes from
 :func:`stacks.compose.stack_plan`. A start, for each stack (dependencies
 first when asked):
 
@@ -21,18 +21,16 @@ services, progress is reported per service.
 import time
 from functools import partial
 
-from docker.errors import DockerException
-from requests.exceptions import RequestException
+from portal.operations import OperationFailed, OperationRunner, PlanError, register
+from portal.publish import publish
+from portal.redaction import redact
 
-from portal.consumers import publish
-from portal.operations import OperationFailed, OperationRunner, register
-
-from . import docker as adapter
-from .compose import resolve_spec, stack_plan, start_levels
-from .consumers import logs_group
-from .models import Service
-from .operations import blast_radius, dependent_stacks, get_config
-from .secrets import InvalidReference, MissingSecret, environ_for, redact, resolve_all
+from .. import engine
+from ..compose import resolve_spec, stack_plan, start_levels
+from ..groups import logs_group
+from ..models import Service
+from ..operations import blast_radius, dependent_stacks, get_config
+from ..secrets import InvalidReference, MissingSecret, environ_for, resolve_all
 
 __all__ = ["RestartStackJob", "StartStackJob", "StopStackJob"]
 
@@ -45,15 +43,15 @@ def flag(value):
 
 
 def _plan_or_fail(environment, stack):
-    """Return the plan of ``stack``; a configuration error is a StackError.
+    """Return the plan of ``stack``; a configuration error is a PlanError.
 
-    At request time views and commands show the StackError; inside a run it
+    At request time views and commands show the PlanError; inside a run it
     fails the operation (see :meth:`_StackRunner.run`).
     """
     try:
         return stack_plan(environment, stack)
     except (MissingSecret, InvalidReference, ValueError) as exc:
-        raise adapter.StackError(
+        raise PlanError(
             f"Configuration of stack {stack.name} in {environment.name}: {exc}"
         ) from exc
 
@@ -114,17 +112,13 @@ class _StackRunner(OperationRunner):
         # pages are told to look at the containers again when it ends.
         self.touched = {}
         try:
-            self.client = adapter.client_for(self.environment)
-            return self.steps()
-        except adapter.StackError as exc:
+            self.client = engine.client_for(self.environment)
+            with engine.engine_errors(engine.describe_host(self.environment)):
+                return self.steps()
+        except (engine.EngineError, PlanError) as exc:
             raise OperationFailed(str(exc)) from exc
         except (MissingSecret, InvalidReference) as exc:
             raise OperationFailed(f"Cannot resolve the environment: {exc}") from exc
-        except (DockerException, RequestException) as exc:
-            raise OperationFailed(
-                f"Docker host {self.environment.docker_host} of environment "
-                f"{self.environment.name}: {exc}"
-            ) from exc
         finally:
             # Also after a failure or cancel: what was started stays up.
             self.announce_rescan()
@@ -169,7 +163,7 @@ class _StackRunner(OperationRunner):
         """Return "stack (why)" for each dependency stack that is not ready."""
         problems = []
         for dep in self.stack.dependency_closure():
-            states = adapter.service_states(
+            states = engine.service_states(
                 self.client, self.environment.project_name(dep)
             )
             wanted = Service.objects.filter(stack=dep).values_list("name", flat=True)
@@ -212,25 +206,25 @@ class _StackRunner(OperationRunner):
                     f"Service {spec.name} has no image in {env.name} (only a "
                     "build context); build and tag it, then set image in an override."
                 )
-            image_ids[spec.name] = adapter.ensure_image(
+            image_ids[spec.name] = engine.ensure_image(
                 client, image, service=spec.name, log=log
             )
             self.check_cancel()
-        adapter.check_gpu(client, env, services)
-        adapter.check_ports(client, env, plan)
+        engine.check_gpu(client, env, services)
+        engine.check_ports(client, env, plan)
 
         network_ids = {}
         for net in plan.networks:
-            network_ids[net.docker_name] = adapter.ensure_network(client, net, log=log)
+            network_ids[net.docker_name] = engine.ensure_network(client, net, log=log)
         for volume in plan.volumes:
-            adapter.ensure_volume(client, volume, log=log)
+            engine.ensure_volume(client, volume, log=log)
 
         actions = {}
         for level in start_levels(services):
             started = {}
             for spec in level:
                 self.check_cancel()
-                action, cid = adapter.reconcile_service(
+                action, cid = engine.reconcile_service(
                     client,
                     resolved[spec.name],
                     image_id=image_ids[spec.name],
@@ -246,7 +240,7 @@ class _StackRunner(OperationRunner):
                 self.progress(
                     100 * done[0] / max(total, 1), f"{plan.stack.name}/{spec.name}"
                 )
-            adapter.wait_ready(
+            engine.wait_ready(
                 client,
                 started,
                 timeout=self.health_timeout(),
@@ -259,7 +253,7 @@ class _StackRunner(OperationRunner):
         """Stop ``services`` of ``plan`` in reverse order; return their names."""
         client, log = self.client, self.log
         self.touch(plan, services)
-        states = adapter.service_states(client, plan.project)
+        states = engine.service_states(client, plan.project)
         stopped = []
         for level in reversed(start_levels(services)):
             for spec in reversed(level):
@@ -269,14 +263,14 @@ class _StackRunner(OperationRunner):
                 if state is None:
                     log.info(f"{spec.name}: no container")
                 elif remove:
-                    adapter.remove_container(
-                        client, state.id, timeout=adapter.stop_timeout(spec)
+                    engine.remove_container(
+                        client, state.id, timeout=engine.stop_timeout(spec)
                     )
                     log.info(f"{spec.name}: stopped and removed ({state.name})")
                     stopped.append(spec.name)
                 elif state.state in ("running", "restarting", "paused"):
-                    adapter.stop_container(
-                        client, state.id, timeout=adapter.stop_timeout(spec)
+                    engine.stop_container(
+                        client, state.id, timeout=engine.stop_timeout(spec)
                     )
                     log.info(f"{spec.name}: stopped ({state.name})")
                     stopped.append(spec.name)
@@ -287,16 +281,17 @@ class _StackRunner(OperationRunner):
                 )
         if remove and len(services) == len(plan.services):
             for net in plan.own_networks:
-                adapter.remove_network(client, net, log=log)
+                engine.remove_network(client, net, log=log)
         return stopped
 
     def log_blast_radius(self):
         states = {}
         try:
-            for other in [self.stack, *dependent_stacks(self.stack)]:
-                project = self.environment.project_name(other)
-                states[project] = adapter.service_states(self.client, project)
-        except (DockerException, RequestException):
+            with engine.engine_errors("blast radius"):
+                for other in [self.stack, *dependent_stacks(self.stack)]:
+                    project = self.environment.project_name(other)
+                    states[project] = engine.service_states(self.client, project)
+        except engine.EngineError:
             states = None
         radius = blast_radius(
             self.environment, self.stack, self.operation.service, states=states

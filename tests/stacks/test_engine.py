@@ -1,6 +1,6 @@
-"""The Docker engine adapter against the real engine, with hand-made specs.
+"""The Docker engine layer against the real engine, with hand-made specs.
 
-These tests exercise ``stacks.docker`` one step at a time; the lifecycle
+These tests exercise ``stacks.engine`` one step at a time; the lifecycle
 tests (test_lifecycle.py) run whole stacks from the real configuration.
 Every object carries ``portal.test=<run id>`` (PORTAL_EXTRA_LABELS), so the
 conftest's teardown removes it.
@@ -14,10 +14,11 @@ from functools import partial
 
 import pytest
 
-from stacks import docker as adapter
-from stacks.compose import (
-    PROJECT_LABEL,
-    SERVICE_LABEL,
+from stacks import engine
+from stacks.compose import resolve_spec
+from stacks.engine.images import _log_pull_event as log_pull_event
+from stacks.engine.labels import COMPOSE_PROJECT, COMPOSE_SERVICE, base_labels
+from stacks.engine.specs import (
     HealthSpec,
     MountSpec,
     NetworkSpec,
@@ -25,9 +26,7 @@ from stacks.compose import (
     ServiceSpec,
     StackPlan,
     VolumeSpec,
-    base_labels,
     network_docker_name,
-    resolve_spec,
     volume_docker_name,
 )
 from stacks.models import Environment, Stack
@@ -39,7 +38,7 @@ pytestmark = pytest.mark.docker
 
 BUSYBOX = "stackportal/busybox:local"
 POSTGRES = "stackportal/postgres:local"
-log = logging.getLogger("tests.stacks.docker")
+log = logging.getLogger("tests.stacks.engine")
 
 
 def free_subnet(client, prefix=24, within="10.200.0.0/13"):
@@ -96,8 +95,8 @@ def service(world, name, **kwargs):
     env, stack, project, net = world
     labels = {
         **base_labels(env, stack),
-        PROJECT_LABEL: project,
-        SERVICE_LABEL: name,
+        COMPOSE_PROJECT: project,
+        COMPOSE_SERVICE: name,
         "portal.service": name,
     }
     kwargs.setdefault("image", BUSYBOX)
@@ -115,8 +114,8 @@ def service(world, name, **kwargs):
 
 
 def apply(client, spec, net_id, net):
-    image_id = adapter.ensure_image(client, spec.image, service=spec.name, log=log)
-    return adapter.reconcile_service(
+    image_id = engine.ensure_image(client, spec.image, service=spec.name, log=log)
+    return engine.reconcile_service(
         client,
         spec,
         image_id=image_id,
@@ -127,16 +126,16 @@ def apply(client, spec, net_id, net):
 
 def test_ensure_network_creates_planned_subnet_and_labels(docker_client, world):
     env, stack, project, net = world
-    net_id = adapter.ensure_network(docker_client, net, log=log)
+    net_id = engine.ensure_network(docker_client, net, log=log)
     attrs = docker_client.api.inspect_network(net_id)
     assert attrs["Name"] == f"{project}_adapter-net"
     assert attrs["IPAM"]["Config"] == [{"Subnet": net.subnet, "Gateway": net.gateway}]
-    assert attrs["Labels"][PROJECT_LABEL] == project
+    assert attrs["Labels"][COMPOSE_PROJECT] == project
     assert attrs["Labels"]["com.docker.compose.network"] == "adapter-net"
     assert attrs["Labels"]["portal.environment"] == env.name
     assert attrs["Labels"][TEST_LABEL] == RUN_ID
     # A second call finds it by label instead of creating another.
-    assert adapter.ensure_network(docker_client, net, log=log) == net_id
+    assert engine.ensure_network(docker_client, net, log=log) == net_id
 
 
 def test_ensure_volume_labels_data_type(docker_client, world):
@@ -149,16 +148,16 @@ def test_ensure_volume_labels_data_type(docker_client, world):
         data_type="db",
         labels={**base_labels(env, stack), "portal.data-type": "db"},
     )
-    adapter.ensure_volume(docker_client, spec, log=log)
+    engine.ensure_volume(docker_client, spec, log=log)
     labels = docker_client.api.inspect_volume(spec.docker_name)["Labels"]
     assert labels["portal.data-type"] == "db"
     assert labels["com.docker.compose.volume"] == "pgdata"
-    assert labels[PROJECT_LABEL] == project
+    assert labels[COMPOSE_PROJECT] == project
 
 
 def test_reconcile_is_idempotent_and_recreates_on_change(docker_client, world):
     net = world[3]
-    net_id = adapter.ensure_network(docker_client, net, log=log)
+    net_id = engine.ensure_network(docker_client, net, log=log)
     spec = service(world, "sleeper", environment={"MODE": "a"})
 
     action, first = apply(docker_client, spec, net_id, net)
@@ -174,7 +173,7 @@ def test_reconcile_is_idempotent_and_recreates_on_change(docker_client, world):
     action, second = apply(docker_client, changed, net_id, net)
     assert action == "recreated"
     assert second != first
-    containers = adapter.project_containers(docker_client, spec.project, "sleeper")
+    containers = engine.project_containers(docker_client, spec.project, "sleeper")
     assert [c["Id"] for c in containers] == [second]
     assert containers[0]["Names"] == [f"/{spec.project}-sleeper-1"]
 
@@ -186,7 +185,7 @@ def test_config_hash_follows_resolved_values(world):
 
     def hashed(spec, image_id="sha256:1", **environ):
         resolved = resolve_spec(spec, partial(resolve_all, environ=environ))
-        return adapter.config_hash(resolved, image_id=image_id)
+        return engine.config_hash(resolved, image_id=image_id)
 
     one = hashed(spec, PW="a", MODE="x")
     assert hashed(spec, PW="a", MODE="x") == one
@@ -203,7 +202,7 @@ def test_config_hash_follows_resolved_values(world):
 
 def test_wait_ready_fails_naming_unhealthy_service(docker_client, world):
     net = world[3]
-    net_id = adapter.ensure_network(docker_client, net, log=log)
+    net_id = engine.ensure_network(docker_client, net, log=log)
     spec = service(
         world,
         "sick",
@@ -215,15 +214,15 @@ def test_wait_ready_fails_naming_unhealthy_service(docker_client, world):
         ),
     )
     _, cid = apply(docker_client, spec, net_id, net)
-    with pytest.raises(adapter.StackError) as excinfo:
-        adapter.wait_ready(docker_client, {"sick": cid}, timeout=30)
+    with pytest.raises(engine.EngineError) as excinfo:
+        engine.wait_ready(docker_client, {"sick": cid}, timeout=30)
     assert "Service sick is unhealthy" in str(excinfo.value)
     assert "probe-says-no" in str(excinfo.value)
 
 
 def test_wait_ready_times_out_naming_service(docker_client, world):
     net = world[3]
-    net_id = adapter.ensure_network(docker_client, net, log=log)
+    net_id = engine.ensure_network(docker_client, net, log=log)
     spec = service(
         world,
         "slow",
@@ -232,13 +231,13 @@ def test_wait_ready_times_out_naming_service(docker_client, world):
         ),
     )
     _, cid = apply(docker_client, spec, net_id, net)
-    with pytest.raises(adapter.StackError, match=r"Service slow is not healthy after"):
-        adapter.wait_ready(docker_client, {"slow": cid}, timeout=2)
+    with pytest.raises(engine.EngineError, match=r"Service slow is not healthy after"):
+        engine.wait_ready(docker_client, {"slow": cid}, timeout=2)
 
 
 def test_wait_ready_reports_exit_with_log_tail(docker_client, world):
     net = world[3]
-    net_id = adapter.ensure_network(docker_client, net, log=log)
+    net_id = engine.ensure_network(docker_client, net, log=log)
     spec = service(
         world,
         "crasher",
@@ -246,15 +245,15 @@ def test_wait_ready_reports_exit_with_log_tail(docker_client, world):
         restart="no",
     )
     _, cid = apply(docker_client, spec, net_id, net)
-    with pytest.raises(adapter.StackError) as excinfo:
-        adapter.wait_ready(docker_client, {"crasher": cid}, timeout=30)
+    with pytest.raises(engine.EngineError) as excinfo:
+        engine.wait_ready(docker_client, {"crasher": cid}, timeout=30)
     assert "Service crasher stopped during start (exit code 3" in str(excinfo.value)
     assert "cannot-open-config" in str(excinfo.value)
 
 
 def test_ensure_image_missing_names_image_and_service(docker_client):
-    with pytest.raises(adapter.StackError) as excinfo:
-        adapter.ensure_image(
+    with pytest.raises(engine.EngineError) as excinfo:
+        engine.ensure_image(
             docker_client, "stackportal/does-not-exist:1", service="vllm", log=log
         )
     message = str(excinfo.value)
@@ -275,7 +274,7 @@ def _plan(world, services):
 
 def test_check_ports_names_container_of_other_environment(docker_client, world):
     net = world[3]
-    net_id = adapter.ensure_network(docker_client, net, log=log)
+    net_id = engine.ensure_network(docker_client, net, log=log)
     port = free_port()
     holder = service(
         world,
@@ -298,15 +297,15 @@ def test_check_ports_names_container_of_other_environment(docker_client, world):
         project=wanting.project,
         services=[wanting],
     )
-    with pytest.raises(adapter.StackError) as excinfo:
-        adapter.check_ports(docker_client, env, plan)
+    with pytest.raises(engine.EngineError) as excinfo:
+        engine.check_ports(docker_client, env, plan)
     message = str(excinfo.value)
     assert f"service postgres: port {port}/tcp on 127.0.0.1" in message
     assert f"{holder.project}-holder-1" in message
     assert f"environment t{RUN_ID}" in message
 
     # The same project's own container holding the port is no conflict.
-    adapter.check_ports(docker_client, world[0], _plan(world, [holder]))
+    engine.check_ports(docker_client, world[0], _plan(world, [holder]))
 
 
 def test_check_ports_names_host_process(world):
@@ -319,9 +318,9 @@ def test_check_ports_names_host_process(world):
             "web",
             ports=[PortSpec(target=80, published=port, host_ip="127.0.0.1")],
         )
-        with pytest.raises(adapter.StackError) as excinfo:
-            adapter.check_ports(
-                adapter.client_for(world[0]), world[0], _plan(world, [spec])
+        with pytest.raises(engine.EngineError) as excinfo:
+            engine.check_ports(
+                engine.client_for(world[0]), world[0], _plan(world, [spec])
             )
     message = str(excinfo.value)
     assert f"service web: port {port}/tcp on 127.0.0.1 is in use on the host" in message
@@ -332,8 +331,8 @@ def test_check_gpu_names_service_without_nvidia_runtime(docker_client, world):
     if "nvidia" in (docker_client.info().get("Runtimes") or {}):
         pytest.skip("this engine has the NVIDIA runtime")
     spec = service(world, "vllm", gpu=True)
-    with pytest.raises(adapter.StackError) as excinfo:
-        adapter.check_gpu(docker_client, world[0], [spec, service(world, "cpu-only")])
+    with pytest.raises(engine.EngineError) as excinfo:
+        engine.check_gpu(docker_client, world[0], [spec, service(world, "cpu-only")])
     message = str(excinfo.value)
     assert "Service vllm needs a GPU" in message
     assert "cpu-only" not in message
@@ -342,9 +341,7 @@ def test_check_gpu_names_service_without_nvidia_runtime(docker_client, world):
 
 def test_gpu_service_gets_device_request(docker_client, world):
     spec = service(world, "vllm", gpu=True, gpu_count="2")
-    kwargs, _, _ = adapter.container_create_options(
-        docker_client, spec, config_hash="h"
-    )
+    kwargs, _, _ = engine.container_create_options(docker_client, spec, config_hash="h")
     requests = kwargs["host_config"]["DeviceRequests"]
     assert requests == [
         {
@@ -359,13 +356,13 @@ def test_gpu_service_gets_device_request(docker_client, world):
 
 def test_stream_logs_prefixes_service(docker_client, world):
     net = world[3]
-    net_id = adapter.ensure_network(docker_client, net, log=log)
+    net_id = engine.ensure_network(docker_client, net, log=log)
     for name in ("alpha", "beta"):
         spec = service(
             world, name, command=["sh", "-c", f"echo hello-from-{name}; sleep 600"]
         )
         _, cid = apply(docker_client, spec, net_id, net)
-        adapter.wait_ready(docker_client, {name: cid}, timeout=30)
+        engine.wait_ready(docker_client, {name: cid}, timeout=30)
         # Running is not yet logged: wait until the engine has the line.
         wait_for(
             lambda cid=cid, name=name: (
@@ -373,14 +370,14 @@ def test_stream_logs_prefixes_service(docker_client, world):
             ),
             what=f"{name}'s first line in its log",
         )
-    lines = list(adapter.stream_logs(docker_client, world[2], tail=10))
+    lines = list(engine.stream_logs(docker_client, world[2], tail=10))
     assert ("alpha", "hello-from-alpha") in lines
     assert ("beta", "hello-from-beta") in lines
 
 
 def test_named_volume_mount_survives_recreate(docker_client, world):
     env, stack, project, net = world
-    net_id = adapter.ensure_network(docker_client, net, log=log)
+    net_id = engine.ensure_network(docker_client, net, log=log)
     vol = VolumeSpec(
         key="data",
         docker_name=volume_docker_name(project, "data"),
@@ -389,7 +386,7 @@ def test_named_volume_mount_survives_recreate(docker_client, world):
         data_type="app-data",
         labels=base_labels(env, stack),
     )
-    adapter.ensure_volume(docker_client, vol, log=log)
+    engine.ensure_volume(docker_client, vol, log=log)
     mounts = [MountSpec("volume", "/data", vol.docker_name, key="data")]
     writer = service(
         world,
@@ -398,7 +395,7 @@ def test_named_volume_mount_survives_recreate(docker_client, world):
         command=["sh", "-c", "echo kept > /data/file; sleep 600"],
     )
     _, cid = apply(docker_client, writer, net_id, net)
-    adapter.wait_ready(docker_client, {"keeper": cid}, timeout=30)
+    engine.wait_ready(docker_client, {"keeper": cid}, timeout=30)
     # Running is not yet written: wait for the file before replacing it.
     wait_for(
         lambda: (
@@ -420,7 +417,7 @@ def test_stream_logs_follows_until_stopped(docker_client, world):
     import threading
 
     net = world[3]
-    net_id = adapter.ensure_network(docker_client, net, log=log)
+    net_id = engine.ensure_network(docker_client, net, log=log)
     spec = service(
         world,
         "ticker",
@@ -433,7 +430,7 @@ def test_stream_logs_follows_until_stopped(docker_client, world):
     apply(docker_client, spec, net_id, net)
     stop = threading.Event()
     seen = []
-    for name, line in adapter.stream_logs(
+    for name, line in engine.stream_logs(
         docker_client, world[2], follow=True, tail=0, stop=stop
     ):
         seen.append((name, line))
@@ -481,7 +478,7 @@ def test_pull_progress_is_throttled_per_layer():
     ]
     collected, layers = Collect(), {}
     for event in events:
-        adapter._log_pull_event(event, layers, collected, "vllm", every=60)
+        log_pull_event(event, layers, collected, "vllm", every=60)
     assert collected.lines == [
         "vllm: Pulling from library/x",
         "vllm: layer 0123456789ab Pulling fs layer",

@@ -8,25 +8,20 @@ Free disk comes from ``statvfs`` of ``DockerRootDir`` when the engine is
 local and the directory is visible here; otherwise from ``df`` in a short
 helper container that mounts the root dir read-only (image from the
 environment's ``settings["helper_image"]``, default
-``stackportal/busybox:local``). ``settings["disk_probe"]`` forces
-``statvfs`` or ``container``.
+``stackportal/busybox:local``), labelled as a ``host.check`` helper.
+``settings["disk_probe"]`` forces ``statvfs`` or ``container``.
 """
 
 import os
 import re
 
-from docker.errors import APIError, DockerException, ImageNotFound
-from requests.exceptions import RequestException
-
 from portal.choices import Verb
 from portal.operations import OperationFailed, OperationRunner, register
 
-from .compose import MANAGED_LABEL, extra_labels
-from .docker import StackError, client_for, is_local_host
+from .. import engine
 
 __all__ = ["CheckHostJob"]
 
-DEFAULT_HELPER_IMAGE = "stackportal/busybox:local"
 DEFAULT_MIN_FREE_GB = 10
 GIB = 1024**3
 
@@ -58,14 +53,10 @@ class CheckHostJob(OperationRunner):
         settings = environment.settings or {}
         self.log.info("Connecting to %s", environment.docker_host)
         try:
-            client = client_for(environment)
-            client.ping()
-            version = client.version()
-            info = client.info()
-        except (StackError, DockerException, RequestException) as exc:
-            raise OperationFailed(
-                f"Docker host {environment.docker_host} is unreachable: {exc}"
-            )
+            client = engine.client_for(environment)
+            version, info = engine.engine_facts(client, environment)
+        except engine.EngineError as exc:
+            raise OperationFailed(str(exc)) from exc
         api_version = version.get("ApiVersion", "")
         self.log.info(
             "Engine %s, API %s (min %s), %s",
@@ -154,7 +145,9 @@ class CheckHostJob(OperationRunner):
         """Return total and free bytes of the filesystem holding ``root``."""
         probe = (environment.settings or {}).get("disk_probe", "auto")
         if probe == "statvfs" or (
-            probe == "auto" and is_local_host(environment) and os.path.isdir(root)
+            probe == "auto"
+            and engine.is_local_host(environment)
+            and os.path.isdir(root)
         ):
             stat = os.statvfs(root)
             total, free = stat.f_blocks * stat.f_frsize, stat.f_bavail * stat.f_frsize
@@ -162,7 +155,7 @@ class CheckHostJob(OperationRunner):
         else:
             try:
                 total, free = self.df_in_container(client, environment, root)
-            except (APIError, ImageNotFound, ValueError, RequestException) as exc:
+            except (engine.EngineError, ValueError) as exc:
                 self.log.warning("Could not measure free disk: %s", exc)
                 return {"method": "container", "free_bytes": None, "error": str(exc)}
             method = "container"
@@ -182,24 +175,20 @@ class CheckHostJob(OperationRunner):
 
     def df_in_container(self, client, environment, root):
         """Return (total, free) bytes from ``df`` in a throw-away container."""
-        image = (environment.settings or {}).get("helper_image", DEFAULT_HELPER_IMAGE)
-        self.log.info("Running df in a %s container", image)
-        output = client.containers.run(
-            image,
-            ["df", "-Pk", "/probe"],
-            volumes={root: {"bind": "/probe", "mode": "ro"}},
-            labels={
-                MANAGED_LABEL: "true",
-                "portal.environment": environment.name,
-                "portal.helper": "host.check",
-                **extra_labels(),
-            },
-            network_mode="none",
-            remove=True,
-            stdout=True,
-            stderr=True,
-        )
-        return parse_df(output.decode("utf-8", "replace"))
+        self.log.info("Running df in a %s container", engine.helper_image(environment))
+        with engine.engine_errors("df helper"):
+            code, output = engine.run_helper(
+                client,
+                ["df", "-Pk", "/probe"],
+                environment=environment,
+                purpose="host.check",
+                owner=self.operation.pk,
+                binds={root: {"bind": "/probe", "mode": "ro"}},
+            )
+        text = output.decode("utf-8", "replace")
+        if code != 0:
+            raise ValueError(f"df exited with {code}: {text.strip()[:200]}")
+        return parse_df(text)
 
 
 def parse_df(text):

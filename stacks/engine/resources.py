@@ -1,0 +1,180 @@
+"""Networks and volumes: create, find by label, remove."""
+
+import ipaddress
+
+from docker.errors import APIError, NotFound
+from docker.types import IPAMConfig, IPAMPool
+
+from . import labels
+from .errors import EngineError, api_error_text
+
+__all__ = [
+    "ensure_network",
+    "ensure_volume",
+    "network_by_name",
+    "overlapping_network",
+    "remove_network",
+]
+
+
+def _subnets(network_attrs):
+    return [
+        (c.get("Subnet", ""), c.get("Gateway", ""))
+        for c in ((network_attrs.get("IPAM") or {}).get("Config") or [])
+    ]
+
+
+def network_by_name(client, name):
+    # The name filter matches substrings; keep the exact one.
+    for net in client.api.networks(names=[name]):
+        if net["Name"] == name:
+            return net
+    return None
+
+
+def ensure_network(client, spec, *, log):
+    """Make sure network ``spec`` exists with its planned subnet; return its id.
+
+    An external network (a dependency stack's) must exist already. Our own
+    network with a different subnet is recreated when no container uses it.
+    """
+    if spec.external:
+        net = network_by_name(client, spec.docker_name)
+        if net is None:
+            raise EngineError(
+                f"Network {spec.docker_name} of stack {spec.stack} does not exist; "
+                f"start stack {spec.stack} first."
+            )
+        return net["Id"]
+    found = client.api.networks(
+        filters={"label": labels.selector(project=spec.project, network=spec.key)}
+    )
+    if found:
+        net = found[0]
+        planned = (spec.subnet, spec.gateway or "")
+        actual = _subnets(net)
+        if not spec.subnet or any(
+            s == planned[0] and (not planned[1] or g == planned[1]) for s, g in actual
+        ):
+            return net["Id"]
+        attached = client.api.inspect_network(net["Id"]).get("Containers") or {}
+        if attached:
+            raise EngineError(
+                f"Network {spec.docker_name} has subnet "
+                f"{', '.join(s for s, _ in actual) or 'none'} but the plan says "
+                f"{spec.subnet}; stop the containers on it first "
+                f"({len(attached)} attached)."
+            )
+        log.info(f"network {spec.docker_name}: subnet changed, recreating")
+        client.api.remove_network(net["Id"])
+    else:
+        other = network_by_name(client, spec.docker_name)
+        if other is not None:
+            raise EngineError(
+                f"A network named {spec.docker_name} exists but was not created "
+                "by the portal (no matching labels); remove or rename it."
+            )
+    ipam = None
+    if spec.subnet:
+        ipam = IPAMConfig(
+            pool_configs=[IPAMPool(subnet=spec.subnet, gateway=spec.gateway or None)]
+        )
+    network_labels = {
+        **spec.labels,
+        labels.COMPOSE_PROJECT: spec.project,
+        labels.COMPOSE_NETWORK: spec.key,
+    }
+    try:
+        created = client.api.create_network(
+            spec.docker_name,
+            driver=spec.driver or "bridge",
+            ipam=ipam,
+            internal=spec.internal,
+            labels=network_labels,
+            check_duplicate=True,
+        )
+    except APIError as exc:
+        text = api_error_text(exc)
+        if "overlap" in text.lower():
+            holder = overlapping_network(client, spec.subnet)
+            raise EngineError(
+                f"Network {spec.docker_name}: subnet {spec.subnet} overlaps "
+                f"{holder or 'an existing network'} on the Docker host."
+            ) from exc
+        raise EngineError(f"Network {spec.docker_name} could not be created: {text}")
+    log.info(
+        f"network {spec.docker_name}: created"
+        + (f" ({spec.subnet}, gateway {spec.gateway})" if spec.subnet else "")
+    )
+    return created["Id"]
+
+
+def overlapping_network(client, subnet):
+    """Return "network NAME (SUBNET)" of a network overlapping ``subnet``."""
+
+    try:
+        planned = ipaddress.ip_network(subnet)
+    except ValueError:
+        return None
+    for net in client.api.networks():
+        for other, _ in _subnets(net):
+            try:
+                if planned.overlaps(ipaddress.ip_network(other)):
+                    return f"network {net['Name']} ({other})"
+            except ValueError:
+                continue
+    return None
+
+
+def remove_network(client, spec, *, log):
+    """Remove our network ``spec`` unless a container still uses it.
+
+    Returns whether it is gone.
+    """
+    found = client.api.networks(
+        filters={"label": labels.selector(project=spec.project, network=spec.key)}
+    )
+    for net in found:
+        attached = client.api.inspect_network(net["Id"]).get("Containers") or {}
+        if attached:
+            names = sorted(c.get("Name", "?") for c in attached.values())
+            log.info(
+                f"network {spec.docker_name}: kept, still used by {', '.join(names)}"
+            )
+            return False
+        try:
+            client.api.remove_network(net["Id"])
+        except NotFound:
+            pass
+        log.info(f"network {spec.docker_name}: removed")
+    return True
+
+
+def ensure_volume(client, spec, *, log):
+    """Make sure named volume ``spec`` exists; return its name."""
+    try:
+        attrs = client.api.inspect_volume(spec.docker_name)
+    except NotFound:
+        if spec.external:
+            raise EngineError(
+                f"Volume {spec.docker_name} of stack {spec.stack} does not exist; "
+                f"start stack {spec.stack} first."
+            )
+        volume_labels = {
+            **spec.labels,
+            labels.COMPOSE_PROJECT: spec.project,
+            labels.COMPOSE_VOLUME: spec.key,
+        }
+        client.api.create_volume(
+            name=spec.docker_name, driver=spec.driver or "local", labels=volume_labels
+        )
+        log.info(f"volume {spec.docker_name}: created ({spec.data_type})")
+        return spec.docker_name
+    found = attrs.get("Labels") or {}
+    if not spec.external and found.get(labels.COMPOSE_PROJECT) != spec.project:
+        # Data first: an existing volume of that name is used, not replaced.
+        log.warning(
+            f"volume {spec.docker_name}: exists without the portal's labels; "
+            "using it as it is"
+        )
+    return spec.docker_name

@@ -1,0 +1,13 @@
+"""Runners of the stacks app: what the worker executes.
+
+Importing this package registers every runner with the operations engine
+(``portal.operations.autodiscover`` imports each app's ``jobs``):
+
+- :mod:`.lifecycle`: ``stack.start``, ``stack.stop``, ``stack.restart``;
+- :mod:`.hostcheck`: ``host.check``.
+"""
+
+from .hostcheck import CheckHostJob
+from .lifecycle import RestartStackJob, StartStackJob, StopStackJob
+
+__all__ = ["CheckHostJob", "RestartStackJob", "StartStackJob", "StopStackJob"]
