@@ -14,6 +14,30 @@ from django.core.exceptions import ImproperlyConfigured
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
+
+#: The environment variables this module reads: the portal's own settings.
+#: Services never receive them (see stacks.secrets.environ_for), and an
+#: environment's settings.process_variables may not name them.
+PORTAL_OWN_VARIABLES = (
+    "ALLOWED_HOSTS",
+    "CHANNELS_PREFIX",
+    "CSRF_TRUSTED_ORIGINS",
+    "DATABASE_URL",
+    "DEBUG",
+    "LOG_LEVEL",
+    "PORTAL_ADMIN_PASSWORD",
+    "PORTAL_CONFIG_DIR",
+    "PORTAL_PRODUCTION",
+    "PORTAL_PROJECT",
+    "PORTAL_SERVE_STATIC",
+    "PORTAL_SYSTEM_USER",
+    "REDIS_URL",
+    "SECRET_KEY",
+    "SECURE_HSTS_SECONDS",
+    "SECURE_SSL_REDIRECT",
+    "STATIC_ROOT",
+    "TIME_ZONE",
+)
 # A .env file next to manage.py is optional; real deployments use the
 # process environment.
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)

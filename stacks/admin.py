@@ -1,13 +1,19 @@
 """Admin pages for the stack configuration.
 
 Every page records what it creates, changes and deletes in the audit log
-(:class:`portal.audit.AuditedAdminMixin`), inline rows included.
+(:class:`portal.audit.AuditedAdminMixin`), inline rows included, and every
+change goes through the configuration's one gate
+(:mod:`stacks.config.gate`): the Admin role on each environment it touches,
+and the importer's rules (host policy included) on the result.
 """
 
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 
 from portal.audit import AuditedAdminMixin
+from portal.permissions import user_can
 
+from .config.gate import GatedFormMixin, affected_environments, require_admin
 from .models import (
     ConfigValue,
     Environment,
@@ -20,19 +26,83 @@ from .models import (
 )
 
 
-class ServiceOverrideInline(admin.TabularInline):
+def _gated_form(form_class, request):
+    """Return ``form_class`` checked by the gate as ``request.user``."""
+    return type(
+        form_class.__name__,
+        (GatedFormMixin, form_class),
+        {"gate_user": request.user, "gate_request": request},
+    )
+
+
+class GatedAdminMixin:
+    """Admin permissions and forms of the configuration, through the gate.
+
+    Changing or deleting a row needs Django's model permission and the
+    Admin role on every environment the row is part of (a service's base
+    definition: all of them); adding one needs the Admin role on every
+    environment for rows that are part of all, and on the chosen one (the
+    form checks it) for overrides.
+    """
+
+    def _portal_admin(self, request, obj):
+        if obj is None:
+            if self.model in (ServiceOverride, NetworkOverride):
+                return any(
+                    user_can(request.user, "admin", env)
+                    for env in Environment.objects.all()
+                )
+            if self.model is Environment:
+                # A new environment: the Admin role on all of them.
+                return user_can(request.user, "admin", None)
+            obj = self.model
+        try:
+            require_admin(request.user, affected_environments(obj), what="it")
+        except PermissionDenied:
+            return False
+        return True
+
+    def has_add_permission(self, request, *args):
+        return super().has_add_permission(request, *args) and self._portal_admin(
+            request, None
+        )
+
+    def has_change_permission(self, request, obj=None):
+        return super().has_change_permission(request, obj) and self._portal_admin(
+            request, obj
+        )
+
+    def has_delete_permission(self, request, obj=None):
+        return super().has_delete_permission(request, obj) and self._portal_admin(
+            request, obj
+        )
+
+
+class GatedModelAdmin(GatedAdminMixin, AuditedAdminMixin, admin.ModelAdmin):
+    def get_form(self, request, obj=None, **kwargs):
+        return _gated_form(super().get_form(request, obj, **kwargs), request)
+
+
+class GatedInline(GatedAdminMixin):
+    def get_formset(self, request, obj=None, **kwargs):
+        formset = super().get_formset(request, obj, **kwargs)
+        formset.form = _gated_form(formset.form, request)
+        return formset
+
+
+class ServiceOverrideInline(GatedInline, admin.TabularInline):
     model = ServiceOverride
     extra = 0
     autocomplete_fields = ["service"]
 
 
-class NetworkOverrideInline(admin.TabularInline):
+class NetworkOverrideInline(GatedInline, admin.TabularInline):
     model = NetworkOverride
     extra = 0
 
 
 @admin.register(Environment)
-class EnvironmentAdmin(AuditedAdminMixin, admin.ModelAdmin):
+class EnvironmentAdmin(GatedModelAdmin):
     list_display = [
         "name",
         "alias",
@@ -47,25 +117,25 @@ class EnvironmentAdmin(AuditedAdminMixin, admin.ModelAdmin):
     inlines = [NetworkOverrideInline, ServiceOverrideInline]
 
 
-class ServiceInline(admin.TabularInline):
+class ServiceInline(GatedInline, admin.TabularInline):
     model = Service
     fields = ["name", "image", "gpu", "order"]
     extra = 0
     show_change_link = True
 
 
-class VolumeInline(admin.TabularInline):
+class VolumeInline(GatedInline, admin.TabularInline):
     model = Volume
     extra = 0
 
 
-class NetworkInline(admin.TabularInline):
+class NetworkInline(GatedInline, admin.TabularInline):
     model = Network
     extra = 0
 
 
 @admin.register(Stack)
-class StackAdmin(AuditedAdminMixin, admin.ModelAdmin):
+class StackAdmin(GatedModelAdmin):
     list_display = ["name", "description", "dependency_names", "service_count", "order"]
     search_fields = ["name", "description"]
     filter_horizontal = ["depends_on"]
@@ -81,7 +151,7 @@ class StackAdmin(AuditedAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(Service)
-class ServiceAdmin(AuditedAdminMixin, admin.ModelAdmin):
+class ServiceAdmin(GatedModelAdmin):
     list_display = ["name", "stack", "image", "gpu", "restart"]
     list_filter = ["stack", "gpu", "category"]
     search_fields = ["name", "image", "description"]
@@ -89,33 +159,33 @@ class ServiceAdmin(AuditedAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(Volume)
-class VolumeAdmin(AuditedAdminMixin, admin.ModelAdmin):
+class VolumeAdmin(GatedModelAdmin):
     list_display = ["name", "stack", "data_type", "driver"]
     list_filter = ["stack", "data_type"]
     search_fields = ["name"]
 
 
 @admin.register(Network)
-class NetworkAdmin(AuditedAdminMixin, admin.ModelAdmin):
+class NetworkAdmin(GatedModelAdmin):
     list_display = ["name", "stack", "driver", "subnet", "gateway"]
     list_filter = ["stack"]
     search_fields = ["name", "subnet"]
 
 
 @admin.register(ServiceOverride)
-class ServiceOverrideAdmin(AuditedAdminMixin, admin.ModelAdmin):
+class ServiceOverrideAdmin(GatedModelAdmin):
     list_display = ["service", "environment"]
     list_filter = ["environment"]
     autocomplete_fields = ["service"]
 
 
 @admin.register(NetworkOverride)
-class NetworkOverrideAdmin(AuditedAdminMixin, admin.ModelAdmin):
+class NetworkOverrideAdmin(GatedModelAdmin):
     list_display = ["network", "environment", "subnet", "gateway"]
     list_filter = ["environment"]
 
 
 @admin.register(ConfigValue)
-class ConfigValueAdmin(AuditedAdminMixin, admin.ModelAdmin):
+class ConfigValueAdmin(GatedModelAdmin):
     list_display = ["key", "value"]
     search_fields = ["key"]

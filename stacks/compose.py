@@ -36,6 +36,7 @@ from .engine.specs import (
     volume_docker_name,
 )
 from .models import Network, Service, Volume
+from .schema.values import is_bind_source, split_volume
 
 __all__ = [
     "compose_dict",
@@ -128,26 +129,6 @@ def _health(value):
     )
 
 
-def _split_volume(entry):
-    """Return (source, target, read_only, type) of a Compose volume entry."""
-    if isinstance(entry, dict):
-        return (
-            str(entry.get("source") or ""),
-            str(entry["target"]),
-            bool(entry.get("read_only")),
-            entry.get("type") or "",
-        )
-    parts = str(entry).split(":")
-    if len(parts) == 1:
-        return "", parts[0], False, "volume"
-    mode = parts[2] if len(parts) > 2 else ""
-    return parts[0], parts[1], "ro" in mode.split(","), ""
-
-
-def _is_path(source):
-    return source.startswith(("/", ".", "~")) or "/" in source
-
-
 def _bind_source(source):
     """Return the absolute host path of a bind source.
 
@@ -225,10 +206,10 @@ def stack_plan(environment, stack):
         eff = config.effective_service(service, environment)
         mounts = []
         for entry in eff.get("volumes") or []:
-            source, target, read_only, kind = _split_volume(entry)
+            source, target, read_only, kind = split_volume(entry)
             if kind == "tmpfs":
                 mounts.append(MountSpec("tmpfs", target))
-            elif kind == "bind" or (source and _is_path(source)):
+            elif kind == "bind" or (source and is_bind_source(source)):
                 mounts.append(
                     MountSpec("bind", target, _bind_source(source), read_only, source)
                 )

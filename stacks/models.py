@@ -84,8 +84,17 @@ class Environment(models.Model):
         default=False,
         help_text="Secret-looking variables must be ${VAR} references.",
     )
+    host_policy = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="What services may ask of the Docker host beyond the defaults: "
+        "allow (privileged, 'pid: host', ...), capabilities, devices, bind_mounts.",
+    )
     settings = models.JSONField(
-        default=dict, blank=True, help_text="Free-form settings (debug, log_level)."
+        default=dict,
+        blank=True,
+        help_text="Free-form settings (debug, log_level, variables, "
+        "process_variables).",
     )
     order = models.PositiveIntegerField(default=0)
 

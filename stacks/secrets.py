@@ -3,8 +3,7 @@
 Service definitions carry references, never secret values:
 ``POSTGRES_PASSWORD: ${POSTGRES_PASSWORD}``. The database stores the
 reference text; :func:`resolve` turns it into the value only when a container
-is created, from the environment of the process that creates it (see
-:func:`environ_for`).
+is created, from the environment's own sources (see :func:`environ_for`).
 
 The syntax is Compose's interpolation syntax:
 
@@ -38,6 +37,7 @@ __all__ = [
     "references",
     "resolve",
     "resolve_all",
+    "sources_hint",
 ]
 
 _NAME = NAME_PATTERN
@@ -188,24 +188,48 @@ def load_env_file(path):
     return variables
 
 
-def environ_for(environment, base=None):
+def environ_for(environment, process=None):
     """Return the variables references resolve against in ``environment``.
 
-    From lowest to highest precedence: the environment's
-    ``settings["variables"]`` (non-secret defaults such as the demo's),
-    ``base`` (``os.environ`` when None), then the file
-    ``<PORTAL_CONFIG_DIR>/env/<environment name>.env`` when it exists, so
-    several environments can keep different values for the same name on one
-    worker.
+    Only the environment's own sources, from lowest to highest precedence:
+
+    1. its ``settings["variables"]`` (non-secret defaults such as the
+       demo's);
+    2. the variables of the process environment (``process``, default
+       ``os.environ``) that its ``settings["process_variables"]`` names, so
+       a worker can pass on what an operator exported for it, but nothing
+       else: the portal's own settings (``PORTAL_OWN_VARIABLES``: its secret
+       key, its database URL) never reach a service, even when named;
+    3. the file ``<PORTAL_CONFIG_DIR>/env/<environment name>.env``, so
+       several environments keep different values for the same name on one
+       worker.
     """
+    config = getattr(environment, "settings", None) or {}
     variables = {}
-    declared = (getattr(environment, "settings", None) or {}).get("variables") or {}
+    declared = config.get("variables") or {}
     variables.update({str(k): "" if v is None else str(v) for k, v in declared.items()})
-    variables.update(os.environ if base is None else base)
+    process = os.environ if process is None else process
+    own = set(getattr(settings, "PORTAL_OWN_VARIABLES", ()))
+    for name in config.get("process_variables") or []:
+        name = str(name)
+        if name in own or name.startswith("PORTAL_"):
+            continue
+        if name in process:
+            variables[name] = process[name]
     env_file = Path(settings.PORTAL_CONFIG_DIR) / "env" / f"{environment.name}.env"
     if env_file.is_file():
         variables.update(load_env_file(env_file))
     return variables
+
+
+def sources_hint(environment):
+    """Return where the variables of ``environment`` come from, for messages."""
+    return (
+        f"variables of environment {environment.name} come from its "
+        f"settings.variables, configs/env/{environment.name}.env and the process "
+        "variables its settings.process_variables names; the portal's own "
+        "environment is not passed on"
+    )
 
 
 def _strings(value):

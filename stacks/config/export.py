@@ -175,8 +175,10 @@ def export_data():
             "bind_address": env.bind_address,
             "gpu_enabled": env.gpu_enabled,
             "require_secret_refs": env.require_secret_refs,
-            "settings": env.settings or {},
         }
+        if env.host_policy:
+            values["host_policy"] = env.host_policy
+        values["settings"] = env.settings or {}
         overrides = {}
         for override in sorted(
             env.service_overrides.select_related("service"),

@@ -30,7 +30,13 @@ from ..compose import resolve_spec, stack_plan, start_levels
 from ..groups import logs_group
 from ..models import Service
 from ..operations import blast_radius, dependent_stacks, get_config
-from ..secrets import InvalidReference, MissingSecret, environ_for, resolve_all
+from ..secrets import (
+    InvalidReference,
+    MissingSecret,
+    environ_for,
+    resolve_all,
+    sources_hint,
+)
 
 __all__ = ["RestartStackJob", "StartStackJob", "StopStackJob"]
 
@@ -117,7 +123,12 @@ class _StackRunner(OperationRunner):
                 return self.steps()
         except (engine.EngineError, PlanError) as exc:
             raise OperationFailed(str(exc)) from exc
-        except (MissingSecret, InvalidReference) as exc:
+        except MissingSecret as exc:
+            hint = sources_hint(self.environment)
+            raise OperationFailed(
+                f"Cannot resolve the environment: {exc} ({hint})."
+            ) from exc
+        except InvalidReference as exc:
             raise OperationFailed(f"Cannot resolve the environment: {exc}") from exc
         finally:
             # Also after a failure or cancel: what was started stays up.
@@ -189,16 +200,19 @@ class _StackRunner(OperationRunner):
         environ = environ_for(env)
         resolved, image_ids = {}, {}
         for spec in services:
-            # Secrets exist only in this copy, which goes to the engine and
-            # nowhere else; the log shows the configured text, redacted.
-            resolved[spec.name] = resolve_spec(
-                spec, partial(resolve_all, environ=environ)
-            )
+            # The log shows the configured text (references as written,
+            # values hidden) before resolving, so a reference that cannot be
+            # resolved is visible next to the error.
             if spec.environment:
                 shown = " ".join(
                     f"{k}={v}" for k, v in redact(spec.environment).items()
                 )
                 log.info(f"{spec.name}: environment {shown}")
+            # Secrets exist only in this copy, which goes to the engine and
+            # nowhere else.
+            resolved[spec.name] = resolve_spec(
+                spec, partial(resolve_all, environ=environ)
+            )
         for spec in services:
             image = resolved[spec.name].image
             if not image:

@@ -2,6 +2,8 @@
 
 import ipaddress
 
+from django.conf import settings as django_settings
+
 from portal.redaction import is_secret_name
 
 from ..addresses import ips_overlap
@@ -69,6 +71,8 @@ class EnvironmentRules:
                     env[key] = value
                 elif key == "settings":
                     env[key] = self.environment_settings(values, kpath)
+                elif key == "host_policy":
+                    env[key] = self.host_policy(values, kpath)
                 else:
                     env[key] = self.string(values, key, kpath, default, max_length=200)
             if env["alias"]:
@@ -131,7 +135,25 @@ class EnvironmentRules:
                             f"{path}.variables.{name}",
                             "expected a scalar value",
                         )
+        self.process_variables(settings, f"{path}.process_variables")
         return plain(settings)
+
+    def process_variables(self, settings, path):
+        """Check ``settings.process_variables``: names of the worker's own
+        environment variables the environment's services may read."""
+        names, listed = self.name_list(settings, "process_variables", path)
+        own = set(getattr(django_settings, "PORTAL_OWN_VARIABLES", ()))
+        for i, name in enumerate(names):
+            where = (listed, listed.index(name) if listed else i)
+            if not VAR_NAME_RE.match(name):
+                self.error(*where, path, f"invalid variable name {name!r}")
+            elif name in own or name.startswith("PORTAL_"):
+                self.error(
+                    *where,
+                    path,
+                    f"{name} is a setting of the portal itself and is never passed "
+                    "to services",
+                )
 
     def environment_overrides(self, values, path, env, templates):
         env["service_overrides"] = {}
@@ -234,6 +256,7 @@ class EnvironmentRules:
                 continue
             self.check_plan_overlaps(name, env, plans[name])
             self.check_secret_refs(name, env)
+            self.check_host_safety(name, env)
             env["_published"] = self.published(env)
         self.check_shared_hosts(plans)
 

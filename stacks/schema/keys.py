@@ -12,6 +12,7 @@ __all__ = [
     "ENVIRONMENT_DEFAULTS",
     "ENVIRONMENT_FIELDS",
     "ENVIRONMENT_KEYS",
+    "HOST_POLICY_KEYS",
     "IPAM_CONFIG_KEYS",
     "IPAM_KEYS",
     "LEGACY_CONFIG_KEYS",
@@ -127,6 +128,7 @@ ENVIRONMENT_KEYS = (
     "bind_address",
     "gpu_enabled",
     "require_secret_refs",
+    "host_policy",
     "settings",
     "overrides",
 )
@@ -148,8 +150,12 @@ ENVIRONMENT_DEFAULTS = {
     "bind_address": "127.0.0.1",
     "gpu_enabled": True,
     "require_secret_refs": False,
+    "host_policy": {},
     "settings": {},
 }
+#: Keys of an environment's ``host_policy``: what its services may ask of
+#: the Docker host beyond the defaults (see stacks.schema.hostsafety).
+HOST_POLICY_KEYS = ("allow", "capabilities", "devices", "bind_mounts")
 
 # The Service fields an import writes: every service key of the file (less
 # depends_on, a many-to-many set after the rows exist) and the order.

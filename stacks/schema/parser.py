@@ -23,6 +23,7 @@ from .common import (
     suggest,
 )
 from .environments import EnvironmentRules
+from .hostsafety import HostSafetyRules
 from .keys import (
     CONFIG_KEYS,
     DEFAULT_CONFIG,
@@ -318,7 +319,9 @@ class ParserBase:
         return result
 
 
-class _Parser(ServiceRules, TopologyRules, EnvironmentRules, ParserBase):
+class _Parser(
+    ServiceRules, TopologyRules, EnvironmentRules, HostSafetyRules, ParserBase
+):
     """The whole ``stacks.yaml`` parser."""
 
 

@@ -20,9 +20,11 @@ __all__ = [
     "allocate_subnets",
     "compact_healthcheck",
     "expand_healthcheck",
+    "is_bind_source",
     "merge_service",
     "parse_port",
     "publish",
+    "split_volume",
 ]
 
 #: Keys a healthcheck (or a template, without ``test``) may have.
@@ -271,3 +273,24 @@ def allocate_subnets(networks, pool=None, overrides=None):
             gateway = str(next(ipaddress.ip_network(subnet).hosts()))
         plan[name] = PlannedNetwork(str(subnet), str(gateway))
     return plan
+
+
+def split_volume(entry):
+    """Return (source, target, read_only, type) of a Compose volume entry."""
+    if isinstance(entry, dict):
+        return (
+            str(entry.get("source") or ""),
+            str(entry["target"]),
+            bool(entry.get("read_only")),
+            entry.get("type") or "",
+        )
+    parts = str(entry).split(":")
+    if len(parts) == 1:
+        return "", parts[0], False, "volume"
+    mode = parts[2] if len(parts) > 2 else ""
+    return parts[0], parts[1], "ro" in mode.split(","), ""
+
+
+def is_bind_source(source):
+    """Return whether a volume source names a host path (not a volume)."""
+    return source.startswith(("/", ".", "~")) or "/" in source

@@ -10,7 +10,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from django import forms
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 from django.db import connection
@@ -31,6 +30,7 @@ from portal.operations import (
 )
 from stacks.config import import_configs
 from stacks.models import Service
+from tests.portal.helpers import admin_form_data
 from tests.stacks.test_config_support import minimal, write_config
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -387,33 +387,6 @@ def test_dry_run_import_records_nothing(tmp_path):
 
 
 # --- the admin ------------------------------------------------------------------
-
-
-def admin_form_data(response):
-    """Return the POST data of an admin change form as it was rendered."""
-    data = {}
-    forms_ = [response.context["adminform"].form]
-    for inline in response.context["inline_admin_formsets"]:
-        formset = inline.formset
-        for bound in formset.management_form:
-            data[bound.html_name] = bound.value()
-        forms_.extend(formset.forms)
-    for form in forms_:
-        for bound in form:
-            value = bound.value()
-            widget = bound.field.widget
-            if isinstance(widget, forms.MultiWidget):  # split date and time
-                for suffix, part in zip(
-                    widget.widgets_names, widget.decompress(value), strict=True
-                ):
-                    data[bound.html_name + suffix] = "" if part is None else part
-                continue
-            if isinstance(bound.field, forms.BooleanField):
-                if value:
-                    data[bound.html_name] = "on"
-                continue
-            data[bound.html_name] = "" if value is None else value
-    return data
 
 
 @pytest.fixture

@@ -292,7 +292,7 @@ def test_published_ports_production_nginx_is_public(real):
 def test_every_demo_service_resolves_without_any_variable_set(real, settings, tmp_path):
     settings.PORTAL_CONFIG_DIR = tmp_path
     demo = env("demo")
-    environ = environ_for(demo, base={})
+    environ = environ_for(demo, process={})
     for row in Service.objects.all():
         resolved = resolve_service(row, demo, environ)
         assert "${" not in repr(resolved["environment"]), row.name

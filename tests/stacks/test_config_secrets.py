@@ -2,7 +2,7 @@
 
 import pytest
 
-from portal.redaction import REDACTED, SECRET_NAME_RE, is_secret_name, redact
+from portal.redaction import SECRET_NAME_RE, is_secret_name
 from stacks.models import Environment
 from stacks.secrets import (
     InvalidReference,
@@ -140,25 +140,6 @@ def test_resolve_all_walks_structures():
     }
 
 
-def test_redact_replaces_secret_values_in_a_copy():
-    environment = {
-        "POSTGRES_USER": "app",
-        "POSTGRES_PASSWORD": "hunter2",
-        "nested": {"JWT_SECRET_KEY": "abc"},
-    }
-    redacted = redact(environment)
-    assert redacted == {
-        "POSTGRES_USER": "app",
-        "POSTGRES_PASSWORD": REDACTED,
-        "nested": {"JWT_SECRET_KEY": REDACTED},
-    }
-    assert environment["POSTGRES_PASSWORD"] == "hunter2"
-
-
-def test_redact_handles_compose_list_form():
-    assert redact(["A=1", "DB_PASSWORD=x"]) == ["A=1", f"DB_PASSWORD={REDACTED}"]
-
-
 def test_load_env_file(tmp_path):
     path = tmp_path / "x.env"
     path.write_text(
@@ -179,19 +160,29 @@ def test_environ_for_precedence(tmp_path, settings):
     environment = Environment(
         name="demo",
         settings={
-            "variables": {"FROM_SETTINGS": "settings", "BOTH": "settings", "N": 5}
+            "variables": {"FROM_SETTINGS": "settings", "BOTH": "settings", "N": 5},
+            "process_variables": ["BOTH", "FROM_PROCESS", "UNSET"],
         },
     )
-    environ = environ_for(environment, base={"BOTH": "process", "FROM_PROCESS": "p"})
-    assert environ["FROM_SETTINGS"] == "settings"
-    assert environ["FROM_PROCESS"] == "p"
-    assert environ["FROM_FILE"] == "file"
-    # The environment's file wins over the process, which wins over settings.
-    assert environ["BOTH"] == "file"
-    assert environ["N"] == "5"
+    process = {"BOTH": "process", "FROM_PROCESS": "p", "NOT_NAMED": "x"}
+    environ = environ_for(environment, process=process)
+    assert environ == {
+        "FROM_SETTINGS": "settings",
+        "N": "5",
+        "FROM_PROCESS": "p",
+        # The environment's file wins over the process, which wins over
+        # the settings.
+        "FROM_FILE": "file",
+        "BOTH": "file",
+    }
 
 
-def test_environ_for_without_file_or_variables(tmp_path, settings):
+def test_environ_for_takes_nothing_else_from_the_process(tmp_path, settings):
+    """Only named process variables pass, and never the portal's own."""
     settings.PORTAL_CONFIG_DIR = tmp_path
-    environ = environ_for(Environment(name="staging"), base={"A": "1"})
-    assert environ == {"A": "1"}
+    environment = Environment(
+        name="staging", settings={"process_variables": ["SECRET_KEY", "HF_TOKEN"]}
+    )
+    process = {"SECRET_KEY": "portal-key", "DATABASE_URL": "x", "HF_TOKEN": "hf"}
+    assert environ_for(environment, process=process) == {"HF_TOKEN": "hf"}
+    assert environ_for(Environment(name="staging"), process=process) == {}

@@ -607,3 +607,47 @@ def test_stop_with_dependents_stops_them_first(docker_client, env, operator, run
     for name in ("core", "inference"):
         states = engine.service_states(docker_client, env.project_name(stack(name)))
         assert {s.state for s in states.values()} == {"exited"}
+
+
+def test_service_asking_for_the_portals_secret_key_does_not_get_it(
+    docker_client, env, operator, monkeypatch
+):
+    """A reference to the portal's own SECRET_KEY (set in the process that
+    runs the start) fails the start naming the variable; the value appears
+    nowhere: not in the log, the error, the audit log or a container."""
+    from portal.models import AuditEntry, OperationLogLine
+
+    value = f"portal-secret-{uuid.uuid4().hex}"
+    monkeypatch.setenv("SECRET_KEY", value)
+    ServiceOverride.objects.update_or_create(
+        environment=env,
+        service=Service.objects.get(name="redis"),
+        defaults={
+            "values": {
+                **env.service_overrides.get(service__name="redis").values,
+                "environment": {"LEAK": "${SECRET_KEY}"},
+            }
+        },
+    )
+    operation = run_inline(
+        start_stack(env, stack("core"), user=operator, enqueue=False)
+    )
+    assert operation.status == OperationStatus.FAILED
+    assert operation.error.startswith(
+        "Cannot resolve the environment: variable SECRET_KEY is not set (service "
+        "redis) and the reference has no default (variables of environment "
+        f"{env.name} come from its settings.variables"
+    )
+    texts = [operation.error, str(operation.result), str(operation.plan)]
+    texts += list(
+        OperationLogLine.objects.filter(operation=operation).values_list(
+            "text", flat=True
+        )
+    )
+    texts += [str(data) for data in AuditEntry.objects.values_list("data", flat=True)]
+    assert not [text for text in texts if value in text]
+    assert any("LEAK=${SECRET_KEY}" in text for text in texts)
+    for container in docker_client.containers.list(
+        all=True, filters={"label": f"{TEST_LABEL}={RUN_ID}"}
+    ):
+        assert value not in str(container.attrs["Config"]["Env"])
