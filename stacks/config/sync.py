@@ -119,7 +119,7 @@ def validate_configs(path=None):
     name = display_path(path)
     document, issues = load_yaml(path, name=name)
     if document is None:
-        raise ConfigError(issues)
+        raise ConfigError(issues or [Issue(name, 0, "", "the file is empty")])
     parsed, errors, warnings = parse_stacks(document, name)
     issues.extend(errors)
     project = parsed.config.get("project_name")
