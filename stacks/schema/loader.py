@@ -31,6 +31,7 @@ __all__ = [
     "expansion_limit",
     "line_of",
     "load_yaml",
+    "readable",
 ]
 
 # What a document may expand to through its aliases: 16 MiB, or four times
@@ -62,9 +63,45 @@ class LineList(list):
         self.line = 0
 
 
+# How issues are shown to a person: a name or value (a run of characters
+# without spaces) longer than LONG_WORD keeps its first WORD_HEAD and last
+# WORD_TAIL characters around an ellipsis, and a message is cut after
+# MAX_MESSAGE characters. The Issue itself keeps every character.
+LONG_WORD = 64
+WORD_HEAD = 40
+WORD_TAIL = 12
+MAX_MESSAGE = 400
+_LONG_WORD_RE = re.compile(rf"\S{{{LONG_WORD + 1},}}")
+
+
+def _cut(word):
+    return f"{word[:WORD_HEAD]}…{word[-WORD_TAIL:]}"
+
+
+def readable(text, *, dotted=False):
+    """Return ``text`` with its very long words cut, for a person to read.
+
+    With ``dotted``, ``text`` is a key path and each of its dotted parts is
+    cut on its own, so ``services.<long name>.image`` still ends in
+    ``.image``.
+    """
+    if dotted:
+        return ".".join(
+            _cut(part) if len(part) > LONG_WORD else part for part in text.split(".")
+        )
+    text = _LONG_WORD_RE.sub(lambda match: _cut(match.group()), text)
+    if len(text) > MAX_MESSAGE:
+        text = f"{text[: MAX_MESSAGE - 1]}…"
+    return text
+
+
 @dataclass(frozen=True)
 class Issue:
-    """One problem in a configuration file, at a line and a key path."""
+    """One problem in a configuration file, at a line and a key path.
+
+    ``str()`` shows it to a person with very long names and values cut (see
+    :func:`readable`); the fields keep them whole.
+    """
 
     file: str
     line: int
@@ -73,9 +110,10 @@ class Issue:
 
     def __str__(self):
         where = f"{self.file}:{self.line}" if self.line else self.file
+        message = readable(self.message)
         if self.path:
-            return f"{where}: {self.path}: {self.message}"
-        return f"{where}: {self.message}"
+            return f"{where}: {readable(self.path, dotted=True)}: {message}"
+        return f"{where}: {message}"
 
 
 class ConfigError(Exception):

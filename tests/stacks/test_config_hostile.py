@@ -1,8 +1,9 @@
 """Configuration files written to hurt: each gets one clear error, never a traceback.
 
 Undecodable bytes, control characters, alias bombs, self-referring anchors,
-deep nesting and long dependency chains. Every error names the file and the
-line; nothing is written.
+deep nesting, long dependency chains, and names or values of thousands of
+characters. Every error names the file and the line (and, cut to a readable
+length, the object); nothing is written.
 """
 
 import io
@@ -23,6 +24,7 @@ from stacks.schema.loader import (
     MAX_DEPTH,
     MAX_EXPANDED_BYTES,
     ConfigError,
+    Issue,
     load_yaml,
 )
 
@@ -256,6 +258,57 @@ def test_long_dependency_chains_are_checked(tmp_path):
     assert len(issues) == 1
     assert issues[0].path == f"stacks.s{count - 1}.dependencies"
     assert issues[0].message.startswith("dependency cycle between stacks: s0 -> s1")
+
+
+# -- very long names and values
+
+
+def test_a_10k_character_service_name_gives_one_short_error(tmp_path):
+    name = "r" * 10_000
+    path = write_config(tmp_path, minimal())
+    text = path.read_text()
+    # A key over 1024 characters must be written as an explicit "?" key.
+    text = text.replace("  redis:\n", f"  ? {name}\n  :\n", 1)
+    text = text.replace("    - redis\n", f"    - {name}\n", 1)
+    path.write_text(text)
+    issues = issues_of(path)
+    assert [str(i) for i in issues] == [
+        f"{path}:{line_of(path, '? rrr')}: services.{'r' * 40}…{'r' * 12}: name "
+        "longer than 80 characters"
+    ]
+    # The issue itself keeps the whole name.
+    assert issues[0].path == f"services.{name}"
+
+
+def test_a_100k_character_image_gives_one_short_error(tmp_path):
+    data = minimal()
+    data["services"]["redis"]["image"] = "i" * 100_000
+    path = write_config(tmp_path, data)
+    assert [str(i) for i in issues_of(path)] == [
+        f"{path}:{line_of(path, 'image: iii')}: services.redis.image: longer than "
+        "255 characters"
+    ]
+
+
+def test_a_long_unknown_reference_is_cut_in_the_middle(tmp_path):
+    data = minimal()
+    data["services"]["litellm"]["depends_on"] = ["v" * 5000 + "end", "postgres"]
+    path = write_config(tmp_path, data)
+    text = str(issues_of(path)[0])
+    assert text == (
+        f"{path}:{line_of(path, '- vvv')}: services.litellm.depends_on: unknown "
+        f"service '{'v' * 39}…{'v' * 8}end'"
+    )
+
+
+def test_issue_text_stays_bounded_and_names_the_object():
+    value = " ".join(["word"] * 50_000)
+    issue = Issue("stacks.yaml", 7, "services.web.command", f"bad {value}")
+    text = str(issue)
+    assert text.startswith("stacks.yaml:7: services.web.command: bad word word")
+    assert len(text) < 500
+    assert text.endswith("…")
+    assert issue.message == f"bad {value}"
 
 
 @pytest.mark.django_db
