@@ -1,6 +1,10 @@
-"""What the operation commands share: the acting user, running and following.
+"""What the portal's commands share: a ready database, the acting user, runs.
 
-Every command acts as a user: ``--user USERNAME``, or the configured system
+Every command of the project is a :class:`PortalCommand`: before it does
+anything it checks that the database exists and is migrated, and otherwise
+exits with a message saying what to run (see :mod:`.database`).
+
+Every operation command acts as a user: ``--user USERNAME``, or the configured system
 user (``PORTAL_OPERATIONS["SYSTEM_USER"]``, ``settings.PORTAL_SYSTEM_USER``
 or the ``PORTAL_SYSTEM_USER`` environment variable) when none is given. The
 user's roles are checked with ``portal.permissions.user_can`` exactly as for
@@ -29,7 +33,9 @@ from portal.operations import (
     run_inline,
 )
 
-__all__ = ["OperationCommand", "format_line"]
+from .database import database_problem
+
+__all__ = ["OperationCommand", "PortalCommand", "format_line"]
 
 
 def format_line(seq, level, text, created):
@@ -37,7 +43,26 @@ def format_line(seq, level, text, created):
     return f"{created:%H:%M:%S} {level.upper():<7} {text}"
 
 
-class OperationCommand(BaseCommand):
+class PortalCommand(BaseCommand):
+    """Base class of every command of the project.
+
+    Refuse to run, with what to run instead, while the database does not
+    exist or misses migrations. A command that creates the database itself
+    sets ``requires_database = False``.
+    """
+
+    requires_database = True
+
+    def execute(self, *args, **options):
+        # Before Django's own checks and handle(): both may touch tables.
+        if self.requires_database:
+            problem = database_problem()
+            if problem:
+                raise CommandError(problem)
+        return super().execute(*args, **options)
+
+
+class OperationCommand(PortalCommand):
     """Base class of commands that request, run or act on operations."""
 
     def add_user_argument(self, parser):

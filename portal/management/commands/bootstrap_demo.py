@@ -4,17 +4,20 @@ import os
 import secrets
 
 from django.contrib.auth import get_user_model
-from django.core.management import BaseCommand, call_command
+from django.core.management import call_command
 
 from portal.choices import Role
+from portal.management.base import PortalCommand
 from portal.models import RoleAssignment
 
 
-class Command(BaseCommand):
+class Command(PortalCommand):
     help = (
         "Migrate, import configs/*.yaml and make sure an admin user exists. "
         "Safe to run again: nothing that exists is changed."
     )
+    # It creates the database.
+    requires_database = False
 
     def add_arguments(self, parser):
         parser.add_argument("--username", default="admin")
