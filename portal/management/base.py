@@ -72,7 +72,8 @@ class OperationCommand(PortalCommand):
     def add_user_argument(self, parser):
         parser.add_argument(
             "--user",
-            help="Username to act as (default: the configured system user).",
+            help="Username to act as (default: the system user, portal-system "
+            "unless PORTAL_SYSTEM_USER names another).",
         )
 
     def add_run_arguments(self, parser):
