@@ -22,7 +22,9 @@ images:
 # `manage.py stack` (an operation with its log, lock and audit trail);
 # STACK_ARGS passes more options, e.g. "--with-dependencies", "--service
 # postgres", "--remove" or "--enqueue --wait". Without PORTAL_USER the
-# command acts as PORTAL_SYSTEM_USER.
+# command acts as the system user (PORTAL_SYSTEM_USER, default portal-system),
+# which scripts/demo.sh creates as Operator of the demo environment only: any
+# other ENVIRONMENT needs PORTAL_USER=<a user with a role there>.
 STACKS := core inference ai ui testing monitoring
 ENVIRONMENT ?= demo
 PORTAL_USER ?=

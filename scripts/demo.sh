@@ -15,6 +15,6 @@ trap 'exit 130' INT TERM
 echo
 echo "Stack Portal: http://127.0.0.1:8000/  (log in as admin; worker log in .state/worker.log)"
 echo "Start the demo stacks from the page of environment 'demo', or:"
-echo "  .venv/bin/python manage.py stack start core --env demo --user admin"
+echo "  make start-core    (acts as the system user portal-system, Operator of demo only)"
 echo
 "$PY" -m daphne -b 127.0.0.1 -p "${PORTAL_PORT:-8000}" portal.asgi:application

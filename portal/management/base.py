@@ -1,10 +1,16 @@
-"""What the operation commands share: the acting user, running and following.
+"""What the portal's commands share: a ready database, the acting user, runs.
 
-Every command acts as a user: ``--user USERNAME``, or the configured system
-user (``PORTAL_OPERATIONS["SYSTEM_USER"]``, ``settings.PORTAL_SYSTEM_USER``
-or the ``PORTAL_SYSTEM_USER`` environment variable) when none is given. The
-user's roles are checked with ``portal.permissions.user_can`` exactly as for
-a browser.
+Every command of the project is a :class:`PortalCommand`: before it does
+anything it checks that the database exists and is migrated, and otherwise
+exits with a message saying what to run (see :mod:`.database`).
+
+Every operation command acts as a user: ``--user USERNAME``, or the system
+user when none is given (``PORTAL_OPERATIONS["SYSTEM_USER"]``,
+``settings.PORTAL_SYSTEM_USER``, the ``PORTAL_SYSTEM_USER`` environment
+variable, else ``portal-system``, which ``bootstrap_demo`` creates with the
+Operator role on the demo environment only). The user's roles are checked
+with ``portal.permissions.user_can`` exactly as for a browser; a refusal of
+the system user says to name a user instead.
 
 By default an operation runs in the command's own process through the same
 runner as a worker (Operation row, lock, log lines), printing its log as it
@@ -29,7 +35,11 @@ from portal.operations import (
     run_inline,
 )
 
-__all__ = ["OperationCommand", "format_line"]
+from .database import database_problem
+
+__all__ = ["OperationCommand", "PortalCommand", "format_line"]
+
+PASS_USER = "Pass --user USERNAME (with make: PORTAL_USER=USERNAME)"
 
 
 def format_line(seq, level, text, created):
@@ -37,13 +47,33 @@ def format_line(seq, level, text, created):
     return f"{created:%H:%M:%S} {level.upper():<7} {text}"
 
 
-class OperationCommand(BaseCommand):
+class PortalCommand(BaseCommand):
+    """Base class of every command of the project.
+
+    Refuse to run, with what to run instead, while the database does not
+    exist or misses migrations. A command that creates the database itself
+    sets ``requires_database = False``.
+    """
+
+    requires_database = True
+
+    def execute(self, *args, **options):
+        # Before Django's own checks and handle(): both may touch tables.
+        if self.requires_database:
+            problem = database_problem()
+            if problem:
+                raise CommandError(problem)
+        return super().execute(*args, **options)
+
+
+class OperationCommand(PortalCommand):
     """Base class of commands that request, run or act on operations."""
 
     def add_user_argument(self, parser):
         parser.add_argument(
             "--user",
-            help="Username to act as (default: the configured system user).",
+            help="Username to act as (default: the system user, portal-system "
+            "unless PORTAL_SYSTEM_USER names another).",
         )
 
     def add_run_arguments(self, parser):
@@ -65,14 +95,25 @@ class OperationCommand(BaseCommand):
         )
 
     def get_user(self, options):
-        """Return the acting user, or raise CommandError."""
-        username = options.get("user") or get_config()["SYSTEM_USER"]
-        if not username:
-            raise CommandError(
-                "Say who is acting with --user USERNAME (or configure "
-                "PORTAL_SYSTEM_USER)."
-            )
+        """Return the acting user, or raise CommandError.
+
+        That is the ``--user`` given, else the system user (see
+        ``portal.operations.get_config``).
+        """
         User = get_user_model()
+        username = options.get("user")
+        if not username:
+            username = get_config()["SYSTEM_USER"]
+            user = User.objects.filter(**{User.USERNAME_FIELD: username}).first()
+            if user is None or not user.is_active:
+                state = "does not exist" if user is None else "is inactive"
+                raise CommandError(
+                    f"No --user given, and the system user {username!r} that "
+                    f"commands then act as {state} (scripts/demo.sh creates it, "
+                    f"as Operator of the demo environment). {PASS_USER}, or set "
+                    "PORTAL_SYSTEM_USER to an active user."
+                )
+            return user
         try:
             user = User.objects.get(**{User.USERNAME_FIELD: username})
         except User.DoesNotExist:
@@ -80,6 +121,20 @@ class OperationCommand(BaseCommand):
         if not user.is_active:
             raise CommandError(f"User {username!r} is inactive.")
         return user
+
+    def refused(self, exc, options):
+        """Return the CommandError for the PermissionDenied ``exc``.
+
+        When the system user was refused because no ``--user`` was given,
+        say so and how to act as someone with a role there.
+        """
+        if options.get("user"):
+            return CommandError(str(exc))
+        return CommandError(
+            f"{exc} No --user was given, so the command acted as the system "
+            f"user {get_config()['SYSTEM_USER']!r}. {PASS_USER} to act as a "
+            "user with a role there."
+        )
 
     def get_environment(self, name):
         """Return the environment called or aliased ``name``."""
@@ -122,9 +177,11 @@ class OperationCommand(BaseCommand):
                 wait=not options.get("no_queue", False),
                 enqueue=enqueue,
             )
+        except PermissionDenied as exc:
+            raise self.refused(exc, options)
         # A runner raises PlanError (a ValueError) for a request it cannot
         # plan (an unset port variable, a bad subnet); nothing exists yet.
-        except (PermissionDenied, OperationConflict, ValueError) as exc:
+        except (OperationConflict, ValueError) as exc:
             raise CommandError(str(exc))
         self.stdout.write(f"Operation {operation.pk}: {kind} on {operation.target}")
         if operation.plan:

@@ -4,7 +4,11 @@ import os
 
 from django.conf import settings
 
-__all__ = ["DEFAULTS", "get_config"]
+__all__ = ["DEFAULTS", "DEFAULT_SYSTEM_USER", "get_config"]
+
+# Who commands act as when nothing names a system user: the demo's actor,
+# created by bootstrap_demo with the Operator role on the demo environment.
+DEFAULT_SYSTEM_USER = "portal-system"
 
 DEFAULTS = {
     # Seconds between heartbeats of the process running an operation.
@@ -22,7 +26,8 @@ DEFAULTS = {
     "LOG_FLUSH_INTERVAL": 0.2,
     # Modules holding runners outside ``<app>.jobs``.
     "RUNNER_MODULES": [],
-    # Username management commands act as when given no --user.
+    # Username management commands act as when given no --user ("": the
+    # PORTAL_SYSTEM_USER setting or variable, else DEFAULT_SYSTEM_USER).
     "SYSTEM_USER": "",
 }
 
@@ -32,11 +37,13 @@ def get_config():
 
     ``SYSTEM_USER`` also comes from ``settings.PORTAL_SYSTEM_USER`` or the
     ``PORTAL_SYSTEM_USER`` environment variable, so cron can set it without
-    a settings change.
+    a settings change, and is :data:`DEFAULT_SYSTEM_USER` when none is set.
     """
     config = {**DEFAULTS, **getattr(settings, "PORTAL_OPERATIONS", {})}
     if not config["SYSTEM_USER"]:
-        config["SYSTEM_USER"] = getattr(settings, "PORTAL_SYSTEM_USER", "") or (
-            os.environ.get("PORTAL_SYSTEM_USER", "")
+        config["SYSTEM_USER"] = (
+            getattr(settings, "PORTAL_SYSTEM_USER", "")
+            or os.environ.get("PORTAL_SYSTEM_USER", "")
+            or DEFAULT_SYSTEM_USER
         )
     return config

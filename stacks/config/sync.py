@@ -1,20 +1,23 @@
 """Import of the configuration files into the models.
 
 :func:`import_configs` validates ``stacks.yaml`` (and, next to it,
-``retention-policies.yaml`` and ``backup-strategies.yaml``), then writes the
-stacks file into the models in one transaction and returns an
-:class:`ImportReport`. Any error stops the import before anything is
-written. Objects that are in the database but no longer in the file are
-reported as "not in file" and kept, unless ``prune`` is given.
+``retention-policies.yaml`` and ``backup-strategies.yaml``), plans what
+writing the stacks file into the models changes, then writes it in one
+transaction and returns an :class:`ImportReport`. Any error stops the import
+before anything is written. Objects that are in the database but no longer
+in the file are reported as "not in file" and kept, unless ``prune`` is
+given. A dry run is the plan alone: it only reads.
 """
 
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from django.conf import settings
-from django.db import transaction
+from django.db import router, transaction
 from django.db.models import ProtectedError, RestrictedError
+from django.db.models.deletion import Collector
 
 from portal.audit import record
 
@@ -119,7 +122,7 @@ def validate_configs(path=None):
     name = display_path(path)
     document, issues = load_yaml(path, name=name)
     if document is None:
-        raise ConfigError(issues)
+        raise ConfigError(issues or [Issue(name, 0, "", "the file is empty")])
     parsed, errors, warnings = parse_stacks(document, name)
     issues.extend(errors)
     project = parsed.config.get("project_name")
@@ -166,13 +169,16 @@ def validate_configs(path=None):
 def import_configs(path=None, *, dry_run=False, prune=False, user=None):
     """Import ``path`` (default ``configs/stacks.yaml``) into the models.
 
-    Everything happens in one transaction, which a dry run rolls back, so the
-    report of a dry run is exactly what a real run would do. An import that
-    created, updated or deleted something appends one ``config.imported``
-    entry to the audit log, by ``user`` (None: the system).
+    The import is planned from the database first, which gives the report;
+    a real run then writes the plan, all in one transaction. A dry run stops
+    after the plan and executes no write statement, and its report is the
+    one a real run would give. An import that created, updated or deleted
+    something appends one ``config.imported`` entry to the audit log, by
+    ``user`` (None: the system).
 
     Raises:
-        ConfigError: the files have errors; nothing was written.
+        ConfigError: the files have errors, or ``prune`` would delete an
+            object still in use; nothing was written.
     """
     parsed, warnings, checked = validate_configs(path)
     report = ImportReport(
@@ -182,11 +188,14 @@ def import_configs(path=None, *, dry_run=False, prune=False, user=None):
         warnings=warnings,
         checked_files=checked,
     )
+    sync = _Sync(parsed, report)
+    if dry_run:
+        sync.plan()
+        return report
     with transaction.atomic():
-        _Sync(parsed, report).run()
-        if dry_run:
-            transaction.set_rollback(True)
-        elif report.changed():
+        sync.plan()
+        sync.write()
+        if report.changed():
             _audit_import(report, user)
     return report
 
@@ -212,12 +221,28 @@ def _audit_import(report, user):
 
 
 class _Sync:
+    """Plan an import from the database, then write the plan.
+
+    :meth:`plan` only reads: it fills the report and queues each write in
+    the order a real import needs (a stack before its networks, an object
+    before its many-to-many links, aliases freed before they are taken).
+    New objects exist only in memory until :meth:`write` saves them; a
+    foreign key to one is resolved when it is saved.
+    """
+
     def __init__(self, parsed, report):
         self.parsed = parsed
         self.report = report
         self.prunable = []
+        self.writes = []
 
-    def run(self):
+    def write(self):
+        """Run the writes :meth:`plan` queued, in order."""
+        for step in self.writes:
+            step()
+
+    def plan(self):
+        """Fill the report and queue the writes; read the database only."""
         parsed = self.parsed
         # config
         for key, value in parsed.config.items():
@@ -242,14 +267,15 @@ class _Sync:
             self.set_m2m(
                 "stack",
                 name,
-                stacks[name].depends_on,
-                [stacks[d] for d in spec["dependencies"]],
+                stacks[name],
                 "depends_on",
+                [stacks[d] for d in spec["dependencies"]],
             )
         self.missing(Stack, "stack", "name", set(parsed.stacks))
 
+        networks = {}
         for name, spec in parsed.networks.items():
-            self.upsert(
+            networks[name] = self.upsert(
                 Network,
                 "network",
                 name,
@@ -290,20 +316,22 @@ class _Sync:
             self.set_m2m(
                 "service",
                 name,
-                services[name].depends_on,
-                [services[d] for d in spec["depends_on"]],
+                services[name],
                 "depends_on",
+                [services[d] for d in spec["depends_on"]],
             )
         self.missing(Service, "service", "name", set(parsed.services))
 
         environments = {}
-        # Aliases are unique; clear the ones that move so a swap of aliases
-        # between two environments does not trip the constraint midway.
+        # Aliases are unique; clear the ones that move first, so a swap of
+        # aliases between two environments does not trip the constraint
+        # midway. The environments' own saves then set the new aliases.
         moving = {e["alias"]: n for n, e in parsed.environments.items() if e["alias"]}
         for env in Environment.objects.exclude(alias=""):
             if env.alias in moving and moving[env.alias] != env.name:
-                env.alias = ""
-                env.save(update_fields=["alias"])
+                self.writes.append(
+                    partial(Environment.objects.filter(pk=env.pk).update, alias="")
+                )
         for name, spec in parsed.environments.items():
             environments[name] = self.upsert(
                 Environment,
@@ -314,7 +342,6 @@ class _Sync:
             )
         self.missing(Environment, "environment", "name", set(parsed.environments))
 
-        networks = {n.name: n for n in Network.objects.all()}
         wanted = set()
         for env_name, spec in parsed.environments.items():
             for net_name, override in spec["network_overrides"].items():
@@ -354,10 +381,14 @@ class _Sync:
 
     # -- helpers
     def upsert(self, model, kind, name, lookup, values):
-        obj = model.objects.filter(**lookup).first()
+        # An object related to one that does not exist yet is new too (and
+        # Django refuses unsaved objects in filters).
+        obj = None
+        if all(getattr(v, "pk", True) is not None for v in lookup.values()):
+            obj = model.objects.filter(**lookup).first()
         if obj is None:
             obj = model(**lookup, **values)
-            obj.save()
+            self.writes.append(obj.save)
             self.report.add(kind, name, CREATED)
             return obj
         changes = []
@@ -367,24 +398,27 @@ class _Sync:
                 setattr(obj, attr, value)
                 changes.append(attr)
         if changes:
-            obj.save()
+            self.writes.append(obj.save)
             self.report.add(kind, name, UPDATED, changes)
         else:
             self.report.add(kind, name, UNCHANGED)
         return obj
 
-    def set_m2m(self, kind, name, manager, targets, label):
-        current = {o.pk for o in manager.all()}
-        if current == {o.pk for o in targets}:
+    def set_m2m(self, kind, name, obj, attr, targets):
+        # By name: the targets may exist only in memory so far.
+        current = set()
+        if obj.pk is not None:
+            current = set(getattr(obj, attr).values_list("name", flat=True))
+        if current == {t.name for t in targets}:
             return
-        manager.set(targets)
+        self.writes.append(lambda: getattr(obj, attr).set(targets))
         # The object's own entry was just added by upsert: amend it.
         for item in reversed(self.report.entries):
             if item.kind == kind and item.name == name:
                 if item.action == UNCHANGED:
                     item.action = UPDATED
                 if item.action == UPDATED:
-                    item.changes.append(label)
+                    item.changes.append(attr)
                 break
 
     def missing(self, model, kind, field_name, present):
@@ -419,23 +453,33 @@ class _Sync:
             for item_kind, name, obj in self.prunable:
                 if item_kind != kind:
                     continue
+                # What delete() would refuse, asked without deleting.
+                collector = Collector(using=router.db_for_write(type(obj)), origin=obj)
                 try:
-                    with transaction.atomic():
-                        obj.delete()
+                    collector.collect([obj])
                 except (ProtectedError, RestrictedError) as exc:
-                    blockers = sorted({str(o) for o in exc.args[1]})[:5]
-                    issues.append(
-                        Issue(
-                            self.report.file,
-                            0,
-                            "",
-                            f"cannot delete {kind} {name}: still referenced by "
-                            f"{', '.join(blockers)}",
-                        )
-                    )
+                    issues.append(self.undeletable(kind, name, exc))
                     continue
+                self.writes.append(partial(self.delete, kind, name, obj))
                 for entry in self.report.entries:
                     if entry.kind == kind and entry.name == name:
                         entry.action = DELETED
         if issues:
             raise ConfigError(issues)
+
+    def delete(self, kind, name, obj):
+        try:
+            with transaction.atomic():
+                obj.delete()
+        except (ProtectedError, RestrictedError) as exc:
+            # Referenced since the plan was made.
+            raise ConfigError([self.undeletable(kind, name, exc)]) from None
+
+    def undeletable(self, kind, name, exc):
+        blockers = sorted({str(o) for o in exc.args[1]})[:5]
+        return Issue(
+            self.report.file,
+            0,
+            "",
+            f"cannot delete {kind} {name}: still referenced by {', '.join(blockers)}",
+        )

@@ -82,25 +82,30 @@ def with_defaults(text):
 
 
 def cycles(graph):
-    """Yield each dependency cycle once, as ``[a, b, ..., a]``."""
-    state, stack, found = {}, [], []
-
-    def visit(node):
-        state[node] = "active"
-        stack.append(node)
-        for dep in graph.get(node, []):
-            if dep not in graph:
-                continue
-            if state.get(dep) == "active":
-                found.append(stack[stack.index(dep) :] + [dep])
-            elif dep not in state:
-                visit(dep)
-        stack.pop()
-        state[node] = "done"
-
-    for node in graph:
-        if node not in state:
-            visit(node)
+    """Return each dependency cycle once, as ``[a, b, ..., a]``."""
+    # A depth-first search with its own stack: a file may chain thousands of
+    # dependencies, far past Python's recursion limit.
+    state, path, found = {}, [], []
+    for start in graph:
+        if start in state:
+            continue
+        state[start] = "active"
+        path.append(start)
+        pending = [iter(graph.get(start, []))]
+        while pending:
+            for dep in pending[-1]:
+                if dep not in graph:
+                    continue
+                if state.get(dep) == "active":
+                    found.append(path[path.index(dep) :] + [dep])
+                elif dep not in state:
+                    state[dep] = "active"
+                    path.append(dep)
+                    pending.append(iter(graph.get(dep, [])))
+                    break
+            else:
+                pending.pop()
+                state[path.pop()] = "done"
     return found
 
 

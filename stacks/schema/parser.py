@@ -65,6 +65,9 @@ class ParserBase:
         self.errors = []
         self.warnings = []
         self.result = StacksConfig()
+        # (section, name) of the names already reported as invalid, so a
+        # reference to one is not reported again as unknown.
+        self.invalid_names = set()
 
     # -- reporting
     def error(self, container, key, path, message):
@@ -154,13 +157,20 @@ class ParserBase:
                 path,
                 f"invalid name {name!r}: use letters, digits, '-' and '_'",
             )
-            return False
-        if len(name) > max_length:
+        elif len(name) > max_length:
             self.error(
                 container, key, path, f"name longer than {max_length} characters"
             )
-            return False
-        return True
+        else:
+            return True
+        if isinstance(name, str):
+            self.invalid_names.add((path.partition(".")[0], name))
+        return False
+
+    def unknown(self, container, key, path, section, name, message):
+        """Report ``message`` about an unknown name, unless already invalid."""
+        if (section, name) not in self.invalid_names:
+            self.error(container, key, path, message)
 
     def references_ok(self, container, key, path, value):
         for text in invalid_references(value):

@@ -170,10 +170,12 @@ class TopologyRules:
             for position, service in enumerate(services):
                 index = listed.index(service)
                 if service not in self.result.services:
-                    self.error(
+                    self.unknown(
                         listed,
                         index,
                         f"{path}.services",
+                        "services",
+                        service,
                         f"unknown service {service!r}"
                         f"{suggest(service, self.result.services)}",
                     )
@@ -204,10 +206,12 @@ class TopologyRules:
                     index = listed.index(item)
                     section = "stack_networks" if kind == "network" else "volumes"
                     if item not in declared:
-                        self.error(
+                        self.unknown(
                             listed,
                             index,
                             f"{path}.{key}",
+                            section,
+                            item,
                             f"{kind} {item!r} is not declared in {section}"
                             f"{suggest(item, declared)}",
                         )
@@ -247,10 +251,12 @@ class TopologyRules:
                     self.error(listed, index, path, "a stack cannot depend on itself")
                     stack["dependencies"].remove(dep)
                 elif dep not in self.result.stacks:
-                    self.error(
+                    self.unknown(
                         listed,
                         index,
                         path,
+                        "stacks",
+                        dep,
                         f"unknown stack {dep!r}{suggest(dep, self.result.stacks)}",
                     )
                     stack["dependencies"].remove(dep)
@@ -313,10 +319,12 @@ class TopologyRules:
                     service["depends_on"].remove(dep)
                     continue
                 if dep not in services:
-                    self.error(
+                    self.unknown(
                         listed,
                         index,
                         path,
+                        "services",
+                        dep,
                         f"unknown service {dep!r}{suggest(dep, services)}",
                     )
                     service["depends_on"].remove(dep)

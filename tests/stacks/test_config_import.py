@@ -5,7 +5,10 @@ import io
 import pytest
 import yaml
 from django.core.management import CommandError, call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
+from portal.models import Operation
 from stacks.config import default_stacks_file, export_configs, import_configs
 from stacks.models import (
     ConfigValue,
@@ -16,6 +19,7 @@ from stacks.models import (
     Stack,
     Volume,
 )
+from stacks.schema.loader import ConfigError
 
 from .test_config_support import (
     REAL_STACKS,
@@ -203,6 +207,122 @@ def test_dry_run_changes_no_rows_and_no_values(tmp_path):
     assert row_counts() == counts
     assert dump_rows() == rows
     assert Service.objects.get(name="redis").image == "redis:6"
+
+
+def changed_config(tmp_path):
+    """Import the minimal config, then write one that changes every kind."""
+    path = write_config(tmp_path, minimal())
+    import_configs(path)
+    data = minimal()
+    data["config"]["default_restart_policy"] = "always"
+    data["services"]["redis"]["ports"] = ["6380:6379"]
+    data["services"]["redis"]["depends_on"] = ["postgres"]
+    data["stacks"]["ai"]["services"].remove("litellm")
+    del data["services"]["litellm"]
+    data["stacks"]["ai"]["dependencies"] = []
+    data["services"]["memcached"] = {"image": "memcached:1"}
+    data["services"]["worker"] = {"image": "worker:1", "depends_on": ["memcached"]}
+    data["stacks"]["extra"] = {
+        "services": ["memcached", "worker"],
+        "networks": ["extra-net"],
+        "dependencies": ["core", "ai"],
+    }
+    data["stack_networks"]["extra-net"] = {
+        "ipam": {"config": [{"subnet": "172.36.0.0/24"}]}
+    }
+    # The two aliases swap places.
+    data["environments"]["development"]["alias"] = "prod"
+    data["environments"]["production"]["alias"] = "dev"
+    data["environments"]["staging"] = {
+        "subnet_pool": "10.220.0.0/20",
+        "port_offset": 20000,
+        "overrides": {
+            "redis": {"image": "redis:7"},
+            "networks": {"extra-net": {"subnet": "10.98.0.0/24"}},
+        },
+    }
+    return write_config(tmp_path, data)
+
+
+def entries_of(report):
+    return [(e.kind, e.name, e.action, e.changes) for e in report.entries]
+
+
+WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
+
+
+@pytest.mark.parametrize("prune", [False, True])
+def test_dry_run_writes_nothing_and_reports_what_the_import_does(tmp_path, prune):
+    path = changed_config(tmp_path)
+    Stack.objects.create(name="legacy", order=9)
+    rows = dump_rows()
+
+    with CaptureQueriesContext(connection) as queries:
+        dry = import_configs(path, dry_run=True, prune=prune)
+
+    assert [
+        q["sql"] for q in queries if q["sql"].lstrip().upper().startswith(WRITES)
+    ] == []
+    assert dump_rows() == rows
+    real = import_configs(path, prune=prune)
+    assert entries_of(dry) == entries_of(real)
+    entries = {
+        (kind, name): (action, changes)
+        for kind, name, action, changes in (entries_of(real))
+    }
+    gone = "deleted" if prune else "not in file"
+    assert entries[("config", "default_restart_policy")] == ("updated", ["value"])
+    # The default restart policy reaches every service without its own.
+    assert entries[("service", "redis")] == (
+        "updated",
+        ["ports", "restart", "depends_on"],
+    )
+    assert entries[("stack", "ai")] == ("updated", ["depends_on"])
+    assert entries[("stack", "extra")] == ("created", [])
+    assert entries[("service", "worker")] == ("created", [])
+    assert entries[("network override", "staging/extra-net")] == ("created", [])
+    assert entries[("environment", "development")] == ("updated", ["alias"])
+    assert entries[("environment", "production")] == ("updated", ["alias"])
+    assert entries[("volume", "redis_data")] == ("unchanged", [])
+    assert entries[("service", "litellm")] == (gone, [])
+    assert entries[("stack", "legacy")] == (gone, [])
+    # The real run wrote what both reported.
+    assert Environment.objects.get(name="development").alias == "prod"
+    assert sorted(
+        Stack.objects.get(name="extra").depends_on.values_list("name", flat=True)
+    ) == ["ai", "core"]
+    assert list(
+        Service.objects.get(name="worker").depends_on.values_list("name", flat=True)
+    ) == ["memcached"]
+    assert Service.objects.filter(name="litellm").exists() is not prune
+    again = import_configs(path, dry_run=True, prune=prune)
+    assert {e.action for e in again.entries} == (
+        {"unchanged"} if prune else {"unchanged", "not in file"}
+    )
+
+
+def test_dry_run_prune_refuses_like_the_import_when_an_object_is_in_use(tmp_path):
+    path = write_config(tmp_path, minimal())
+    import_configs(path)
+    production = Environment.objects.get(name="production")
+    operation = Operation.objects.create(kind="stack.start", environment=production)
+    data = minimal()
+    del data["environments"]["production"]
+    write_config(tmp_path, data)
+    rows = dump_rows()
+    expected = (
+        f"{path}: cannot delete environment production: still referenced by {operation}"
+    )
+    for dry_run in (True, False):
+        with CaptureQueriesContext(connection) as queries:
+            with pytest.raises(ConfigError) as info:
+                import_configs(path, dry_run=dry_run, prune=True)
+        assert str(info.value) == expected
+        if dry_run:
+            assert not [
+                q for q in queries if q["sql"].lstrip().upper().startswith(WRITES)
+            ]
+        assert dump_rows() == rows
 
 
 def test_objects_missing_from_the_file_are_kept_without_prune(tmp_path):

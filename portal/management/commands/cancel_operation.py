@@ -36,7 +36,7 @@ class Command(OperationCommand):
         try:
             operation = cancel_operation(operation, user=user)
         except PermissionDenied as exc:
-            raise CommandError(str(exc))
+            raise self.refused(exc, options)
         if operation.is_terminal:
             self.stdout.write(f"Operation {operation.pk} {operation.status}.")
         else:

@@ -21,18 +21,19 @@ import sys
 import time
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.db import connections
 from rq.logutils import setup_loghandlers
 
 from portal.choices import OperationStatus
+from portal.management.base import PortalCommand
 from portal.models import Operation, environment_model
 from portal.operations import abandon_operation, load_modules, pid_alive
 from portal.queues import QUEUE_KINDS, get_queue, worker_queue_names
 from portal.worker import PortalWorker
 
 
-class Command(BaseCommand):
+class Command(PortalCommand):
     help = "Run the RQ worker(s) serving the operations of some environments."
 
     def add_arguments(self, parser):

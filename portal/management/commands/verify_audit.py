@@ -7,12 +7,13 @@ each problem (the entry and what is wrong with it) and exits 1. Safe to run
 from cron: it only reads.
 """
 
-from django.core.management import BaseCommand, CommandError
+from django.core.management import CommandError
 
 from portal.audit import chain_head, verify_chain
+from portal.management.base import PortalCommand
 
 
-class Command(BaseCommand):
+class Command(PortalCommand):
     help = "Verify the hash chain of the audit log; exit 1 if it was tampered with."
 
     def handle(self, *args, **options):

@@ -1,11 +1,10 @@
 """Write the configuration models out as stacks.yaml."""
 
-from django.core.management import BaseCommand
-
+from portal.management.base import PortalCommand
 from stacks.config import export_configs
 
 
-class Command(BaseCommand):
+class Command(PortalCommand):
     help = (
         "Write the stacks, services, networks, volumes and environments in the "
         "database as YAML in the shape of configs/stacks.yaml, which "

@@ -1,14 +1,15 @@
 """Import configs/stacks.yaml into the configuration models."""
 
 from django.contrib.auth import get_user_model
-from django.core.management import BaseCommand, CommandError
+from django.core.management import CommandError
 
+from portal.management.base import PortalCommand
 from portal.permissions import user_can
 from stacks.config import import_configs
 from stacks.schema.loader import ConfigError
 
 
-class Command(BaseCommand):
+class Command(PortalCommand):
     help = (
         "Validate configs/stacks.yaml (and retention-policies.yaml and "
         "backup-strategies.yaml next to it) and import it into the database. "

@@ -10,15 +10,16 @@ Compose CLI resolves them from the shell or an ``.env`` file.
 from pathlib import Path
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
+from portal.management.base import PortalCommand
 from stacks.compose import write_compose_files
 from stacks.models import Environment, Stack
 from stacks.schema.loader import ConfigError
 from stacks.secrets import MissingSecret
 
 
-class Command(BaseCommand):
+class Command(PortalCommand):
     help = "Write one compose file per stack of an environment."
 
     def add_arguments(self, parser):

@@ -95,7 +95,7 @@ class Command(OperationCommand):
         try:
             require(self.get_user(options), Verb.VIEW, environment)
         except PermissionDenied as exc:
-            raise CommandError(str(exc))
+            raise self.refused(exc, options)
         if action == "status":
             self.status(environment, stack)
         else:
