@@ -164,29 +164,32 @@ class Stack(models.Model):
         return self.name
 
     def dependency_closure(self):
-        """Return this stack's dependencies, transitively, dependencies first."""
-        seen, order = set(), []
+        """Return this stack's dependencies, transitively, dependencies first.
 
-        def visit(stack, path):
-            for dep in stack.depends_on.all():
-                if dep.pk in path:
-                    raise ValidationError(
-                        f"Dependency cycle between stacks: "
-                        f"{' -> '.join([*path_names(path), dep.name])}"
-                    )
-                if dep.pk not in seen:
-                    visit(dep, [*path, dep.pk])
-                    seen.add(dep.pk)
-                    order.append(dep)
-
-        names = {}
-
-        def path_names(path):
-            if not names:
-                names.update(Stack.objects.values_list("pk", "name"))
-            return [names[pk] for pk in path]
-
-        visit(self, [self.pk])
+        Iterative (a depth-first post-order with an explicit stack), so a
+        long chain of stacks needs no deep recursion.
+        """
+        order, done = [], {self.pk}
+        # Entries: (stack, iterator over its dependencies, path of pks).
+        pending = [(self, iter(self.depends_on.all()), [self.pk])]
+        while pending:
+            stack, deps, path = pending[-1]
+            dep = next(deps, None)
+            if dep is None:
+                pending.pop()
+                if stack.pk != self.pk:
+                    order.append(stack)
+                continue
+            if dep.pk in path:
+                names = dict(Stack.objects.values_list("pk", "name"))
+                cycle = [names[pk] for pk in path] + [dep.name]
+                raise ValidationError(
+                    f"Dependency cycle between stacks: {' -> '.join(cycle)}"
+                )
+            if dep.pk in done:
+                continue
+            done.add(dep.pk)
+            pending.append((dep, iter(dep.depends_on.all()), [*path, dep.pk]))
         return order
 
 

@@ -28,6 +28,7 @@ from django.conf import settings
 from portal.redaction import NAME_PATTERN, TOKEN_RE
 
 __all__ = [
+    "InvalidEnvFile",
     "InvalidReference",
     "MissingSecret",
     "environ_for",
@@ -55,6 +56,10 @@ class MissingSecret(Exception):
         where = f" (service {service})" if service else ""
         detail = f": {message}" if message else " and the reference has no default"
         super().__init__(f"variable {variable} is not set{where}{detail}")
+
+
+class InvalidEnvFile(ValueError):
+    """An environment file cannot be read; the message names file and line."""
 
 
 class InvalidReference(ValueError):
@@ -171,7 +176,16 @@ def load_env_file(path):
     interpolated.
     """
     variables = {}
-    for raw in Path(path).read_text().splitlines():
+    data = Path(path).read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise InvalidEnvFile(
+            f"{path}:{line}: not valid UTF-8 (byte 0x{data[exc.start]:02x} at byte "
+            f"offset {exc.start}); save the file as UTF-8"
+        ) from None
+    for raw in text.splitlines():
         line = raw.strip()
         if not line or line.startswith("#"):
             continue

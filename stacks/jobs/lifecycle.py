@@ -31,6 +31,7 @@ from ..groups import logs_group
 from ..models import Service
 from ..operations import blast_radius, dependent_stacks, get_config
 from ..secrets import (
+    InvalidEnvFile,
     InvalidReference,
     MissingSecret,
     environ_for,
@@ -128,7 +129,7 @@ class _StackRunner(OperationRunner):
             raise OperationFailed(
                 f"Cannot resolve the environment: {exc} ({hint})."
             ) from exc
-        except InvalidReference as exc:
+        except (InvalidReference, InvalidEnvFile) as exc:
             raise OperationFailed(f"Cannot resolve the environment: {exc}") from exc
         finally:
             # Also after a failure or cancel: what was started stays up.

@@ -171,10 +171,12 @@ class EnvironmentRules:
                 for net_name, entry in (networks or {}).items():
                     npath = f"{opath}.{net_name}"
                     if net_name not in self.result.networks:
-                        self.error(
+                        self.unknown(
                             networks,
                             net_name,
                             npath,
+                            "networks",
+                            net_name,
                             f"unknown network {net_name!r}"
                             f"{suggest(net_name, self.result.networks)}",
                         )
@@ -192,10 +194,12 @@ class EnvironmentRules:
                         }
                 continue
             if key not in services:
-                self.error(
+                self.unknown(
                     overrides,
                     key,
                     opath,
+                    "services",
+                    key,
                     f"unknown service {key!r}{suggest(key, [*services, 'networks'])}",
                 )
                 continue

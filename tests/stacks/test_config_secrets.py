@@ -186,3 +186,16 @@ def test_environ_for_takes_nothing_else_from_the_process(tmp_path, settings):
     process = {"SECRET_KEY": "portal-key", "DATABASE_URL": "x", "HF_TOKEN": "hf"}
     assert environ_for(environment, process=process) == {"HF_TOKEN": "hf"}
     assert environ_for(Environment(name="staging"), process=process) == {}
+
+
+def test_env_file_that_is_not_utf8_names_file_and_line(tmp_path):
+    from stacks.secrets import InvalidEnvFile
+
+    path = tmp_path / "staging.env"
+    path.write_bytes(b"A=1\nB=caf\xe9\n")
+    with pytest.raises(InvalidEnvFile) as excinfo:
+        load_env_file(path)
+    assert str(excinfo.value) == (
+        f"{path}:2: not valid UTF-8 (byte 0xe9 at byte offset 9); save the file as "
+        "UTF-8"
+    )
