@@ -34,7 +34,7 @@ from ..models import (
 from ..schema.keys import ENVIRONMENT_FIELDS, SERVICE_FIELDS
 from ..schema.loader import ConfigError, Issue, display_path, load_yaml
 from ..schema.parser import parse_stacks
-from ..schema.policies import check_backup_strategies, check_retention_policies
+from .companions import companions
 
 __all__ = [
     "ACTIONS",
@@ -138,29 +138,17 @@ def validate_configs(path=None):
             )
         )
     checked = [name]
-    environments = parsed.environment_names()
-    volumes = set(parsed.volumes)
-    for filename, check, kwargs in (
-        (
-            "retention-policies.yaml",
-            check_retention_policies,
-            {"environments": environments, "volumes": volumes},
-        ),
-        (
-            "backup-strategies.yaml",
-            check_backup_strategies,
-            {"environments": environments},
-        ),
-    ):
-        companion = path.parent / filename
-        if not companion.exists():
+    for companion in companions():
+        companion_path = path.parent / companion.filename
+        if not companion_path.exists():
             continue
-        companion_name = display_path(companion)
+        companion_name = display_path(companion_path)
         checked.append(companion_name)
-        doc, companion_issues = load_yaml(companion, name=companion_name)
+        doc, companion_issues = load_yaml(companion_path, name=companion_name)
         issues.extend(companion_issues)
         if doc is not None:
-            issues.extend(check(doc, companion_name, **kwargs))
+            issues.extend(companion.check(doc, companion_name, parsed))
+            parsed.companions[companion.filename] = (companion_name, doc)
     if issues:
         raise ConfigError(issues)
     return parsed, warnings, checked
@@ -188,13 +176,21 @@ def import_configs(path=None, *, dry_run=False, prune=False, user=None):
         warnings=warnings,
         checked_files=checked,
     )
-    sync = _Sync(parsed, report)
+    syncs = [_Sync(parsed, report)]
+    for companion in companions():
+        if companion.importer is None or companion.filename not in parsed.companions:
+            continue
+        file, doc = parsed.companions[companion.filename]
+        syncs.append(companion.importer(doc, file, parsed, report, prune))
     if dry_run:
-        sync.plan()
+        for sync in syncs:
+            sync.plan()
         return report
     with transaction.atomic():
-        sync.plan()
-        sync.write()
+        for sync in syncs:
+            sync.plan()
+        for sync in syncs:
+            sync.write()
         if report.changed():
             _audit_import(report, user)
     return report

@@ -49,6 +49,8 @@ class StacksConfig:
     networks: dict = field(default_factory=dict)
     volumes: dict = field(default_factory=dict)
     environments: dict = field(default_factory=dict)
+    # Companion files checked with it: {filename: (shown name, document)}.
+    companions: dict = field(default_factory=dict)
 
     def environment_names(self):
         """Return every environment name and alias."""

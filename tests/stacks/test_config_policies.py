@@ -5,9 +5,10 @@ import shutil
 import pytest
 import yaml
 
+from backups.schema import check_backup_strategies
+from retention.schema import check_retention_policies
 from stacks.config import validate_configs
 from stacks.schema.loader import ConfigError, load_yaml
-from stacks.schema.policies import check_backup_strategies, check_retention_policies
 
 from .test_config_support import CONFIG_DIR, line_of, minimal, write_config
 
