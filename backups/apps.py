@@ -9,11 +9,13 @@ class BackupsConfig(AppConfig):
     def ready(self):
         from stacks.config.companions import Companion, register_companion
 
-        from .schema import check_backup_strategies
+        from . import config
 
-        def check(document, file, parsed):
-            return check_backup_strategies(
-                document, file, environments=parsed.environment_names()
+        register_companion(
+            Companion(
+                config.FILENAME,
+                config.check,
+                importer=config.importer,
+                exporter=config.export_data,
             )
-
-        register_companion(Companion("backup-strategies.yaml", check))
+        )

@@ -1,0 +1,284 @@
+"""Storage tiers, backup strategies and policies, and backup records.
+
+``configs/backup-strategies.yaml`` is imported into the first four models
+by ``manage.py import_configs`` (a companion of ``stacks.yaml``) and
+written back by ``manage.py export_configs``; the admin edits them through
+the same checks. :class:`BackupRecord` is what a backup run leaves: one per
+service, strategy and tier.
+"""
+
+from datetime import timedelta
+
+from django.db import models
+from django.urls import reverse
+from django.utils import timezone
+
+from .choices import BackupMethod, RecordStatus, TierKind
+
+__all__ = [
+    "BackupConfigValue",
+    "BackupPolicy",
+    "BackupRecord",
+    "BackupStrategy",
+    "StorageTier",
+]
+
+# How old the newest good backup may be, by the strategy's frequency.
+FREQUENCY_AGES = {
+    "hourly": timedelta(hours=1),
+    "daily": timedelta(days=1),
+    "weekly": timedelta(days=7),
+    "monthly": timedelta(days=31),
+}
+# Slack on top of the frequency before a backup counts as overdue (a daily
+# backup that ran at 03:10 yesterday is not late at 03:05 today).
+AGE_GRACE = 0.25
+
+
+class StorageTier(models.Model):
+    """A kind of place backups are kept, hottest first.
+
+    Each tier keeps one restic repository per environment (a tape tier
+    keeps archives dumped from a colder-or-hotter repository). ``location``
+    and the credentials in ``settings`` may hold ``${VAR}`` references,
+    resolved from each environment's own variables.
+    """
+
+    name = models.SlugField(max_length=40, unique=True)
+    kind = models.CharField(max_length=20, choices=TierKind.choices)
+    location = models.CharField(
+        max_length=500,
+        help_text="Directory, sftp:user@host:/path, S3 endpoint URL, or tape "
+        "device/folder; ${VAR} references are resolved per environment.",
+    )
+    bucket = models.CharField(max_length=200, blank=True)
+    region = models.CharField(max_length=60, blank=True)
+    retention_days = models.PositiveIntegerField(default=30)
+    settings = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="max_size, compression, encryption, password, access_key, "
+        "secret_key, identity_file, port, keep; secrets as ${VAR} references.",
+    )
+    order = models.PositiveIntegerField(default=0)
+
+    # Part of every environment's configuration (see stacks.config.gate).
+    config_scope = "all"
+
+    class Meta:
+        ordering = ["order", "name"]
+
+    def __str__(self):
+        return self.name
+
+    @staticmethod
+    def config_field_for(key):
+        """Return the field a ``storage_tiers`` key of the file is kept in."""
+        if key in ("path", "url", "endpoint", "device"):
+            return "location"
+        if key == "type":
+            return "kind"
+        if key in ("bucket", "region", "retention_days"):
+            return key
+        return "settings"
+
+    @property
+    def is_repository(self):
+        """Whether the tier is a restic repository (tape is not)."""
+        return self.kind in TierKind.REPOSITORIES
+
+
+class BackupPolicy(models.Model):
+    """When and where an environment is backed up (``environments.<name>``)."""
+
+    environment = models.OneToOneField(
+        "stacks.Environment", on_delete=models.CASCADE, related_name="backup_policy"
+    )
+    schedule = models.CharField(
+        max_length=100, blank=True, help_text="Cron schedule of the backup."
+    )
+    retention_days = models.PositiveIntegerField(null=True, blank=True)
+    backup_types = models.JSONField(
+        default=list, blank=True, help_text="full, incremental, differential."
+    )
+    tiers = models.JSONField(
+        default=list, blank=True, help_text="Storage tier names, hottest first."
+    )
+
+    config_scope = "environment"
+
+    class Meta:
+        ordering = ["environment__order", "environment__name"]
+        verbose_name_plural = "backup policies"
+
+    def __str__(self):
+        return f"backup policy of {self.environment}"
+
+    @staticmethod
+    def config_field_for(key):
+        """Return the field an ``environments`` key of the file is kept in."""
+        return {
+            "backup_schedule": "schedule",
+            "storage_tiers": "tiers",
+        }.get(key, key)
+
+
+class BackupStrategy(models.Model):
+    """How one service is backed up (``services.<name>``)."""
+
+    service = models.SlugField(
+        max_length=80, unique=True, help_text="Service name in configs/stacks.yaml."
+    )
+    backup_type = models.CharField(max_length=40, blank=True)
+    method = models.CharField(max_length=40, choices=BackupMethod.choices)
+    frequency = models.CharField(max_length=20, default="daily")
+    retention_days = models.PositiveIntegerField(null=True, blank=True)
+    compression = models.BooleanField(default=True)
+    encryption = models.BooleanField(
+        default=False,
+        help_text="Kept for the file's round trip: restic encrypts every "
+        "repository (AES-256) whatever this says.",
+    )
+    verification = models.BooleanField(default=True)
+    settings = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="The <kind>_settings sections (database_settings, ...).",
+    )
+    locations = models.JSONField(default=dict, blank=True)
+    # The seed's shell command templates: kept for the round trip, never run.
+    commands = models.JSONField(default=dict, blank=True)
+    restore_commands = models.JSONField(default=dict, blank=True)
+    order = models.PositiveIntegerField(default=0)
+
+    config_scope = "all"
+
+    class Meta:
+        ordering = ["order", "service"]
+        verbose_name_plural = "backup strategies"
+
+    def __str__(self):
+        return f"{self.service} ({self.method})"
+
+    @staticmethod
+    def config_field_for(key):
+        """Return the field a ``services`` key of the file is kept in."""
+        if key.endswith("_settings"):
+            return "settings"
+        return {
+            "backup_method": "method",
+            "backup_frequency": "frequency",
+            "backup_locations": "locations",
+            "backup_commands": "commands",
+        }.get(key, key)
+
+    @property
+    def allowed_age(self):
+        """How old the newest good backup of the service may be."""
+        period = FREQUENCY_AGES.get(self.frequency, FREQUENCY_AGES["daily"])
+        return period * (1 + AGE_GRACE)
+
+
+class BackupConfigValue(models.Model):
+    """One of the file's other sections: ``global``, ``verification``,
+    ``notifications``; kept whole so the export writes them back."""
+
+    key = models.SlugField(max_length=60, unique=True)
+    value = models.JSONField(default=None, null=True, blank=True)
+
+    config_scope = "all"
+
+    class Meta:
+        ordering = ["key"]
+
+    def __str__(self):
+        return self.key
+
+
+class BackupRecord(models.Model):
+    """One backup of one service's data by one strategy in one tier.
+
+    A backup run writes a record per tier: the first tier's snapshot is
+    made from the data, colder tiers get a copy (``copied_from``). The
+    snapshot carries the same facts as restic tags, so restic alone finds
+    it: ``env=<environment>``, ``stack=``, ``service=``, ``strategy=`` and
+    ``record=<id>``.
+    """
+
+    environment = models.ForeignKey(
+        "stacks.Environment", on_delete=models.PROTECT, related_name="backup_records"
+    )
+    service = models.ForeignKey(
+        "stacks.Service",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="backup_records",
+    )
+    # Kept when the service row goes away.
+    service_name = models.CharField(max_length=80, db_index=True)
+    strategy = models.CharField(max_length=40)
+    tier = models.ForeignKey(
+        StorageTier, on_delete=models.PROTECT, related_name="records"
+    )
+    operation = models.ForeignKey(
+        "portal.Operation",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="backup_records",
+    )
+    copied_from = models.ForeignKey(
+        "self",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="copies",
+    )
+    repository = models.CharField(
+        max_length=500, blank=True, help_text="The repository, without secrets."
+    )
+    snapshot_id = models.CharField(max_length=80, blank=True)
+    tags = models.JSONField(default=list, blank=True)
+    manifest = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="What the data held when it was read (rows, keys, points, "
+        "objects, files, bytes).",
+    )
+    bytes_total = models.BigIntegerField(null=True, blank=True)
+    bytes_added = models.BigIntegerField(null=True, blank=True)
+    files = models.BigIntegerField(null=True, blank=True)
+    duration_s = models.FloatField(null=True, blank=True)
+    status = models.CharField(
+        max_length=20,
+        choices=RecordStatus.choices,
+        default=RecordStatus.RUNNING,
+        db_index=True,
+    )
+    error = models.TextField(blank=True)
+    created = models.DateTimeField(default=timezone.now, db_index=True)
+    finished = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        indexes = [
+            models.Index(
+                fields=["environment", "service_name", "status"],
+                name="backups_record_latest",
+            )
+        ]
+
+    def __str__(self):
+        return (
+            f"{self.environment} {self.service_name} {self.strategy} "
+            f"({self.tier}) #{self.pk}"
+        )
+
+    def get_absolute_url(self):
+        return reverse("backups:record_detail", args=[self.pk])
+
+    @property
+    def age(self):
+        """Time since the data was read."""
+        return timezone.now() - self.created

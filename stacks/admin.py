@@ -13,7 +13,12 @@ from django.core.exceptions import PermissionDenied
 from portal.audit import AuditedAdminMixin
 from portal.permissions import user_can
 
-from .config.gate import GatedFormMixin, affected_environments, require_admin
+from .config.gate import (
+    GatedFormMixin,
+    affected_environments,
+    config_scope,
+    require_admin,
+)
 from .models import (
     ConfigValue,
     Environment,
@@ -26,17 +31,23 @@ from .models import (
 )
 
 
-def _gated_form(form_class, request):
-    """Return ``form_class`` checked by the gate as ``request.user``."""
-    return type(
-        form_class.__name__,
-        (GatedFormMixin, form_class),
-        {"gate_user": request.user, "gate_request": request},
-    )
+def _gated_form(form_class, request, issues=None):
+    """Return ``form_class`` checked by the gate as ``request.user``.
+
+    ``issues`` returns the issues of the configuration the form changes
+    (default: stacks.yaml's part; another app passes its file's check).
+    """
+    attrs = {"gate_user": request.user, "gate_request": request}
+    if issues is not None:
+        attrs["gate_issues"] = staticmethod(issues)
+    return type(form_class.__name__, (GatedFormMixin, form_class), attrs)
 
 
 class GatedAdminMixin:
     """Admin permissions and forms of the configuration, through the gate.
+
+    ``gate_issues`` names the function returning the issues of the
+    configuration the page changes (None: stacks.yaml's part).
 
     Changing or deleting a row needs Django's model permission and the
     Admin role on every environment the row is part of (a service's base
@@ -45,14 +56,18 @@ class GatedAdminMixin:
     form checks it) for overrides.
     """
 
+    gate_issues = None
+
     def _portal_admin(self, request, obj):
         if obj is None:
-            if self.model in (ServiceOverride, NetworkOverride):
+            scope = config_scope(self.model)
+            if scope == "environment":
+                # The form checks the environment chosen.
                 return any(
                     user_can(request.user, "admin", env)
                     for env in Environment.objects.all()
                 )
-            if self.model is Environment:
+            if scope == "self":
                 # A new environment: the Admin role on all of them.
                 return user_can(request.user, "admin", None)
             obj = self.model
@@ -80,13 +95,15 @@ class GatedAdminMixin:
 
 class GatedModelAdmin(GatedAdminMixin, AuditedAdminMixin, admin.ModelAdmin):
     def get_form(self, request, obj=None, **kwargs):
-        return _gated_form(super().get_form(request, obj, **kwargs), request)
+        return _gated_form(
+            super().get_form(request, obj, **kwargs), request, self.gate_issues
+        )
 
 
 class GatedInline(GatedAdminMixin):
     def get_formset(self, request, obj=None, **kwargs):
         formset = super().get_formset(request, obj, **kwargs)
-        formset.form = _gated_form(formset.form, request)
+        formset.form = _gated_form(formset.form, request, self.gate_issues)
         return formset
 
 

@@ -45,6 +45,7 @@ __all__ = [
     "ConfigChangeRefused",
     "GatedFormMixin",
     "affected_environments",
+    "config_scope",
     "configuration_issues",
     "require_admin",
     "trial",
@@ -65,16 +66,42 @@ class ConfigChangeRefused(Exception):
         super().__init__("\n".join(str(i) for i in self.issues))
 
 
+def config_scope(model):
+    """Return how rows of ``model`` belong to environments.
+
+    ``"all"``: part of every environment's configuration (a service's base
+    definition, a stack, a storage tier); ``"self"``: an environment;
+    ``"environment"``: one environment, named by the row's ``environment``
+    (an override, a backup policy). Models of other apps say so with a
+    ``config_scope`` class attribute.
+    """
+    if model is Environment:
+        return "self"
+    if model in (ServiceOverride, NetworkOverride):
+        return "environment"
+    if model in _GLOBAL:
+        return "all"
+    scope = getattr(model, "config_scope", None)
+    if scope is None:
+        raise TypeError(f"{model.__name__} is not part of the configuration")
+    return scope
+
+
 def affected_environments(obj):
-    """Return the environments whose configuration ``obj`` is part of."""
-    if isinstance(obj, Environment):
-        return [obj] if obj.pk else []
-    if isinstance(obj, ServiceOverride | NetworkOverride):
-        environment = getattr(obj, "environment", None)
-        return [environment] if environment is not None else []
-    if isinstance(obj, _GLOBAL) or obj in _GLOBAL:
+    """Return the environments whose configuration ``obj`` is part of.
+
+    ``obj`` may be a model class (a new row of a model of scope "all").
+    """
+    model = obj if isinstance(obj, type) else type(obj)
+    scope = config_scope(model)
+    if scope == "all":
         return list(Environment.objects.all())
-    raise TypeError(f"{type(obj).__name__} is not part of the configuration")
+    if isinstance(obj, type):
+        return []
+    if scope == "self":
+        return [obj] if obj.pk else []
+    environment = getattr(obj, "environment", None)
+    return [environment] if environment is not None else []
 
 
 def require_admin(user, environments, *, what):
@@ -99,24 +126,24 @@ def _key(issue):
 
 
 @contextmanager
-def trial(baseline=None):
+def trial(baseline=None, *, issues=configuration_issues):
     """Try a change: yield, then check the configuration and roll it back.
 
     Use as ``with trial() as found: <save the change>``; afterwards
     ``found`` holds the issues the change adds (those of ``baseline``, the
     issues before, do not count). Nothing done inside the block stays.
+    ``issues()`` returns the issues of the configuration in the database
+    (default: of stacks.yaml's part).
     """
     if baseline is None:
-        baseline = configuration_issues()
+        baseline = issues()
     before = {_key(issue) for issue in baseline}
     found = []
     with transaction.atomic():
         point = transaction.savepoint()
         try:
             yield found
-            found.extend(
-                issue for issue in configuration_issues() if _key(issue) not in before
-            )
+            found.extend(issue for issue in issues() if _key(issue) not in before)
         finally:
             transaction.savepoint_rollback(point)
 
@@ -133,6 +160,10 @@ def form_field(obj, issue, fields):
         return field if field in fields else None
     if len(parts) >= 3:
         field = parts[2].split("[")[0]
+        # A model whose file keys differ from its fields says which is which.
+        mapper = getattr(type(obj), "config_field_for", None)
+        if mapper is not None:
+            field = mapper(field)
         return field if field in fields else None
     return None
 
@@ -150,6 +181,9 @@ class GatedFormMixin:
 
     gate_user = None
     gate_request = None
+    # The issues of the configuration this form changes; another app's
+    # forms name their own file's check.
+    gate_issues = staticmethod(configuration_issues)
 
     def _post_clean(self):
         super()._post_clean()
@@ -165,7 +199,7 @@ class GatedFormMixin:
         if getattr(self, "cleaned_data", {}).get("DELETE"):
             return
         adding = instance._state.adding
-        with trial(self._baseline()) as found:
+        with trial(self._baseline(), issues=self.gate_issues) as found:
             instance.save()
             for name, value in self._m2m_values().items():
                 getattr(instance, name).set(value)
@@ -181,10 +215,11 @@ class GatedFormMixin:
         request = self.gate_request
         if request is None:
             return None
-        cached = getattr(request, "_config_issues_before", None)
-        if cached is None:
-            cached = request._config_issues_before = configuration_issues()
-        return cached
+        cache = request.__dict__.setdefault("_config_issues_before", {})
+        key = self.gate_issues
+        if key not in cache:
+            cache[key] = self.gate_issues()
+        return cache[key]
 
     def _m2m_values(self):
         opts = self.instance._meta

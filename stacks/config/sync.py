@@ -40,6 +40,7 @@ __all__ = [
     "ACTIONS",
     "ImportReport",
     "ReportEntry",
+    "RowSync",
     "default_stacks_file",
     "import_configs",
     "validate_configs",
@@ -216,18 +217,21 @@ def _audit_import(report, user):
     )
 
 
-class _Sync:
-    """Plan an import from the database, then write the plan.
+class RowSync:
+    """Plan writing rows from a checked file, then write the plan.
 
     :meth:`plan` only reads: it fills the report and queues each write in
-    the order a real import needs (a stack before its networks, an object
-    before its many-to-many links, aliases freed before they are taken).
-    New objects exist only in memory until :meth:`write` saves them; a
-    foreign key to one is resolved when it is saved.
+    the order a real import needs (an object before its many-to-many links,
+    a row before the rows that refer to it). New objects exist only in
+    memory until :meth:`write` saves them; a foreign key to one is resolved
+    when it is saved. Subclasses implement :meth:`plan` with the helpers
+    below and list the kinds they prune, dependents first, in
+    ``prune_order``.
     """
 
-    def __init__(self, parsed, report):
-        self.parsed = parsed
+    prune_order = ()
+
+    def __init__(self, report):
         self.report = report
         self.prunable = []
         self.writes = []
@@ -236,6 +240,129 @@ class _Sync:
         """Run the writes :meth:`plan` queued, in order."""
         for step in self.writes:
             step()
+
+    def plan(self):
+        """Fill the report and queue the writes; read the database only."""
+        raise NotImplementedError
+
+    # -- helpers
+    def upsert(self, model, kind, name, lookup, values):
+        # An object related to one that does not exist yet is new too (and
+        # Django refuses unsaved objects in filters).
+        obj = None
+        if all(getattr(v, "pk", True) is not None for v in lookup.values()):
+            obj = model.objects.filter(**lookup).first()
+        if obj is None:
+            obj = model(**lookup, **values)
+            self.writes.append(obj.save)
+            self.report.add(kind, name, CREATED)
+            return obj
+        changes = []
+        for attr, value in values.items():
+            current = getattr(obj, attr)
+            if current != value:
+                setattr(obj, attr, value)
+                changes.append(attr)
+        if changes:
+            self.writes.append(obj.save)
+            self.report.add(kind, name, UPDATED, changes)
+        else:
+            self.report.add(kind, name, UNCHANGED)
+        return obj
+
+    def set_m2m(self, kind, name, obj, attr, targets):
+        # By name: the targets may exist only in memory so far.
+        current = set()
+        if obj.pk is not None:
+            current = set(getattr(obj, attr).values_list("name", flat=True))
+        if current == {t.name for t in targets}:
+            return
+        self.writes.append(lambda: getattr(obj, attr).set(targets))
+        # The object's own entry was just added by upsert: amend it.
+        for item in reversed(self.report.entries):
+            if item.kind == kind and item.name == name:
+                if item.action == UNCHANGED:
+                    item.action = UPDATED
+                if item.action == UPDATED:
+                    item.changes.append(attr)
+                break
+
+    def missing(self, model, kind, field_name, present):
+        for obj in model.objects.exclude(**{f"{field_name}__in": present}):
+            name = getattr(obj, field_name)
+            self.report.add(kind, name, NOT_IN_FILE)
+            self.prunable.append((kind, name, obj))
+
+    def missing_pairs(self, model, kind, other, wanted):
+        for obj in model.objects.select_related("environment", other):
+            key = (obj.environment.name, getattr(obj, other).name)
+            if key not in wanted:
+                label = "/".join(key)
+                self.report.add(kind, label, NOT_IN_FILE)
+                self.prunable.append((kind, label, obj))
+
+    def prune(self):
+        """Queue the deletion of what is not in the file, in ``prune_order``."""
+        issues = []
+        for kind in self.prune_order:
+            for item_kind, name, obj in self.prunable:
+                if item_kind != kind:
+                    continue
+                # What delete() would refuse, asked without deleting.
+                collector = Collector(using=router.db_for_write(type(obj)), origin=obj)
+                try:
+                    collector.collect([obj])
+                except (ProtectedError, RestrictedError) as exc:
+                    issues.append(self.undeletable(kind, name, exc))
+                    continue
+                self.writes.append(partial(self.delete, kind, name, obj))
+                for entry in self.report.entries:
+                    if entry.kind == kind and entry.name == name:
+                        entry.action = DELETED
+        if issues:
+            raise ConfigError(issues)
+
+    def delete(self, kind, name, obj):
+        try:
+            with transaction.atomic():
+                obj.delete()
+        except (ProtectedError, RestrictedError) as exc:
+            # Referenced since the plan was made.
+            raise ConfigError([self.undeletable(kind, name, exc)]) from None
+
+    def undeletable(self, kind, name, exc):
+        blockers = sorted({str(o) for o in exc.args[1]})[:5]
+        return Issue(
+            self.report.file,
+            0,
+            "",
+            f"cannot delete {kind} {name}: still referenced by {', '.join(blockers)}",
+        )
+
+
+class _Sync(RowSync):
+    """Plan and write ``stacks.yaml``'s rows.
+
+    Besides :class:`RowSync`'s order, aliases are freed before they are
+    taken.
+    """
+
+    # Overrides first, environments and stacks last: a cascade must not
+    # take away an object the report has not named.
+    prune_order = (
+        "service override",
+        "network override",
+        "service",
+        "volume",
+        "network",
+        "environment",
+        "stack",
+        "config",
+    )
+
+    def __init__(self, parsed, report):
+        super().__init__(report)
+        self.parsed = parsed
 
     def plan(self):
         """Fill the report and queue the writes; read the database only."""
@@ -374,108 +501,3 @@ class _Sync:
 
         if self.report.prune:
             self.prune()
-
-    # -- helpers
-    def upsert(self, model, kind, name, lookup, values):
-        # An object related to one that does not exist yet is new too (and
-        # Django refuses unsaved objects in filters).
-        obj = None
-        if all(getattr(v, "pk", True) is not None for v in lookup.values()):
-            obj = model.objects.filter(**lookup).first()
-        if obj is None:
-            obj = model(**lookup, **values)
-            self.writes.append(obj.save)
-            self.report.add(kind, name, CREATED)
-            return obj
-        changes = []
-        for attr, value in values.items():
-            current = getattr(obj, attr)
-            if current != value:
-                setattr(obj, attr, value)
-                changes.append(attr)
-        if changes:
-            self.writes.append(obj.save)
-            self.report.add(kind, name, UPDATED, changes)
-        else:
-            self.report.add(kind, name, UNCHANGED)
-        return obj
-
-    def set_m2m(self, kind, name, obj, attr, targets):
-        # By name: the targets may exist only in memory so far.
-        current = set()
-        if obj.pk is not None:
-            current = set(getattr(obj, attr).values_list("name", flat=True))
-        if current == {t.name for t in targets}:
-            return
-        self.writes.append(lambda: getattr(obj, attr).set(targets))
-        # The object's own entry was just added by upsert: amend it.
-        for item in reversed(self.report.entries):
-            if item.kind == kind and item.name == name:
-                if item.action == UNCHANGED:
-                    item.action = UPDATED
-                if item.action == UPDATED:
-                    item.changes.append(attr)
-                break
-
-    def missing(self, model, kind, field_name, present):
-        for obj in model.objects.exclude(**{f"{field_name}__in": present}):
-            name = getattr(obj, field_name)
-            self.report.add(kind, name, NOT_IN_FILE)
-            self.prunable.append((kind, name, obj))
-
-    def missing_pairs(self, model, kind, other, wanted):
-        for obj in model.objects.select_related("environment", other):
-            key = (obj.environment.name, getattr(obj, other).name)
-            if key not in wanted:
-                label = "/".join(key)
-                self.report.add(kind, label, NOT_IN_FILE)
-                self.prunable.append((kind, label, obj))
-
-    def prune(self):
-        # Overrides first, environments and stacks last: a cascade must not
-        # take away an object the report has not named.
-        order = [
-            "service override",
-            "network override",
-            "service",
-            "volume",
-            "network",
-            "environment",
-            "stack",
-            "config",
-        ]
-        issues = []
-        for kind in order:
-            for item_kind, name, obj in self.prunable:
-                if item_kind != kind:
-                    continue
-                # What delete() would refuse, asked without deleting.
-                collector = Collector(using=router.db_for_write(type(obj)), origin=obj)
-                try:
-                    collector.collect([obj])
-                except (ProtectedError, RestrictedError) as exc:
-                    issues.append(self.undeletable(kind, name, exc))
-                    continue
-                self.writes.append(partial(self.delete, kind, name, obj))
-                for entry in self.report.entries:
-                    if entry.kind == kind and entry.name == name:
-                        entry.action = DELETED
-        if issues:
-            raise ConfigError(issues)
-
-    def delete(self, kind, name, obj):
-        try:
-            with transaction.atomic():
-                obj.delete()
-        except (ProtectedError, RestrictedError) as exc:
-            # Referenced since the plan was made.
-            raise ConfigError([self.undeletable(kind, name, exc)]) from None
-
-    def undeletable(self, kind, name, exc):
-        blockers = sorted({str(o) for o in exc.args[1]})[:5]
-        return Issue(
-            self.report.file,
-            0,
-            "",
-            f"cannot delete {kind} {name}: still referenced by {', '.join(blockers)}",
-        )

@@ -44,6 +44,15 @@ class FileChecker:
                 self.error(doc, key, str(key), f"unknown key {key!r}{hint}")
         return True
 
+    def keys(self, container, path, allowed, extra_ok=()):
+        """Report the keys of ``container`` that are not ``allowed``."""
+        for key in container:
+            if key in allowed or key in extra_ok:
+                continue
+            close = difflib.get_close_matches(str(key), allowed, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            self.error(container, key, f"{path}.{key}", f"unknown key {key!r}{hint}")
+
     def section(self, doc, key):
         value = doc.get(key)
         if value is None:

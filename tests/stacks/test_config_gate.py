@@ -28,10 +28,11 @@ def configs():
 
 
 def staff(username, role=None, environment=None):
-    """Return a staff user with every Django permission on the stacks app."""
+    """Return a staff user with every Django permission on the configuration
+    apps (stacks and backups)."""
     user = get_user_model().objects.create_user(username, password="pw", is_staff=True)
     user.user_permissions.set(
-        Permission.objects.filter(content_type__app_label="stacks")
+        Permission.objects.filter(content_type__app_label__in=["stacks", "backups"])
     )
     if role is not None:
         RoleAssignment.objects.create(user=user, role=role, environment=environment)
