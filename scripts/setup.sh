@@ -12,7 +12,7 @@ VENV=$ROOT/.venv
 mkdir -p "$STATE"
 export DEBIAN_FRONTEND=noninteractive
 
-PACKAGES=(docker.io redis-server redis-tools restic debootstrap busybox-static chromium
+PACKAGES=(docker.io redis-server redis-tools restic openssh-server openssh-client debootstrap busybox-static chromium
           chromium-driver python3-venv iproute2 procps ca-certificates)
 REDIS_HOST=127.0.0.1
 REDIS_PORT=6379

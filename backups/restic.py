@@ -1,0 +1,376 @@
+"""restic, run as a program with argument lists: one repository at a time.
+
+:class:`Repository` knows where a repository is and how to open it (its
+password and credentials come in the process environment of each restic
+run, never on a command line or in a log line), runs restic's commands and
+turns restic's failures into :class:`ResticError` messages that name the
+tier: a wrong password, a repository locked by another restic, a full disk,
+an unreachable server.
+
+Data goes in as a stream (:meth:`Repository.backup_stream`: ``pg_dump``'s
+output straight into ``restic backup --stdin``) or as files read by restic
+itself (restic in a helper container next to a volume,
+:mod:`backups.volumes`), and comes out as a stream (:meth:`Repository.dump`).
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+
+from django.conf import settings
+
+__all__ = ["RESTIC", "Repository", "ResticError"]
+
+#: The restic program (Debian's package).
+RESTIC = shutil.which("restic") or "/usr/bin/restic"
+# Stderr kept from one run for its error message.
+STDERR_LIMIT = 64 * 1024
+# Bytes written to restic's standard input at a time.
+PIPE_CHUNK = 1 << 20
+
+
+class ResticError(Exception):
+    """A restic run failed; the message names the repository and why."""
+
+    def __init__(self, message, *, kind="failed", stderr=""):
+        super().__init__(message)
+        self.kind = kind
+        self.stderr = stderr
+
+
+# (pattern in restic's stderr, kind, message after the repository's name)
+_FAILURES = [
+    (
+        re.compile(r"wrong password or no key found", re.I),
+        "password",
+        "wrong repository password (the value of the variable the tier's "
+        "password names does not open this repository)",
+    ),
+    (re.compile(r"repository is already locked", re.I), "locked", None),
+    (re.compile(r"no space left on device|quota exceeded", re.I), "full", None),
+    (
+        re.compile(
+            r"connection refused|dial tcp|no such host|ssh: connect to host|"
+            r"unable to start the sftp session|connection (reset|closed)|"
+            r"network is unreachable|i/o timeout|timeout",
+            re.I,
+        ),
+        "unreachable",
+        None,
+    ),
+    (
+        re.compile(r"Is there a repository at the following location", re.I),
+        "missing",
+        "no repository there yet",
+    ),
+]
+
+
+def _explain(name, command, stderr):
+    """Return a ResticError for a failed run of ``command``."""
+    text = stderr.strip()
+    lines = [line for line in text.splitlines() if line.strip()]
+    last = lines[-1] if lines else "no output"
+    for pattern, kind, message in _FAILURES:
+        match = pattern.search(text)
+        if not match:
+            continue
+        if kind == "locked":
+            holder = re.search(r"already locked (?:exclusively )?by (.*)", text)
+            since = re.search(r"lock was created at ([^\n(]*)", text)
+            who = holder.group(1).strip() if holder else "an unknown process"
+            when = f", since {since.group(1).strip()}" if since else ""
+            message = (
+                f"locked by another restic ({who}{when}); the lock is not removed "
+                "while that restic may still run (restic unlock removes stale "
+                "locks)"
+            )
+        elif kind == "full":
+            message = f"the repository's storage is full: {match.group(0)}"
+        elif kind == "unreachable":
+            detail = next((line for line in lines if pattern.search(line)), last)
+            message = f"unreachable: {detail.strip()}"
+        return ResticError(f"{name}: {message}", kind=kind, stderr=text)
+    return ResticError(f"{name}: restic {command} failed: {last}", stderr=text)
+
+
+def _tail(buffer, data):
+    buffer.extend(data)
+    if len(buffer) > STDERR_LIMIT:
+        del buffer[: len(buffer) - STDERR_LIMIT]
+
+
+class Repository:
+    """One restic repository and the way to open it.
+
+    Args:
+        url: restic's repository string (a path, ``sftp:...``, ``s3:...``).
+        password: the repository password (kept in memory only).
+        name: how messages name it ("local tier of demo").
+        environ: other variables restic needs (S3 credentials).
+        options: restic ``-o`` options (``sftp.command``).
+    """
+
+    def __init__(self, url, password, *, name, environ=None, options=None):
+        if not password:
+            raise ResticError(f"{name}: no repository password", kind="password")
+        self.url = url
+        self.name = name
+        self._password = password
+        self._environ = dict(environ or {})
+        self.options = dict(options or {})
+
+    def __repr__(self):
+        return f"<Repository {self.name}: {self.url}>"
+
+    # -- running restic ------------------------------------------------------
+
+    def environ(self):
+        """Return the process environment of a restic run."""
+        cache = Path(settings.BASE_DIR) / ".state" / "restic-cache"
+        return {
+            "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+            "HOME": os.environ.get("HOME", "/root"),
+            "LANG": "C.UTF-8",
+            "RESTIC_CACHE_DIR": str(cache),
+            "RESTIC_PASSWORD": self._password,
+            **self._environ,
+        }
+
+    def argv(self, *args):
+        """Return the argument list of ``restic <args>`` on this repository."""
+        options = [item for k, v in self.options.items() for item in ("-o", f"{k}={v}")]
+        return [RESTIC, "--repo", self.url, *options, *args]
+
+    def run(self, *args, parse_json=False, timeout=3600, extra_environ=None):
+        """Run ``restic <args>``; return its stdout (parsed with ``parse_json``).
+
+        Raises ResticError naming the repository when restic fails.
+        """
+        done = subprocess.run(
+            self.argv(*args),
+            env={**self.environ(), **(extra_environ or {})},
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise _explain(self.name, args[0], done.stderr.decode("utf-8", "replace"))
+        out = done.stdout.decode("utf-8", "replace")
+        if parse_json:
+            return json.loads(out) if out.strip() else None
+        return out
+
+    # -- the repository ----------------------------------------------------
+
+    def exists(self):
+        """Return whether the repository is there (and opens with the password)."""
+        try:
+            self.run("cat", "config", timeout=120)
+        except ResticError as exc:
+            if exc.kind == "missing":
+                return False
+            raise
+        return True
+
+    def ensure(self):
+        """Create the repository (format 2: compressed) unless it exists.
+
+        Return whether it was created.
+        """
+        if self.exists():
+            return False
+        self.run("init", "--repository-version", "2", timeout=300)
+        return True
+
+    def unlock(self):
+        """Remove stale locks (restic's own rule: a dead process on this host,
+        or older than 30 minutes)."""
+        self.run("unlock", timeout=120)
+
+    def snapshots(self, *tags):
+        """Return the snapshots (restic's JSON), those with every tag given."""
+        args = ["snapshots", "--json"]
+        if tags:
+            args += ["--tag", ",".join(tags)]
+        return self.run(*args, parse_json=True, timeout=300) or []
+
+    def stats(self, snapshot_id, mode="restore-size"):
+        """Return restic's stats of one snapshot."""
+        return self.run("stats", "--json", "--mode", mode, snapshot_id, parse_json=True)
+
+    # -- data in -------------------------------------------------------------
+
+    def backup_stream(
+        self, chunks, *, filename, tags, host, progress=None, parent=None, force=False
+    ):
+        """Back up the bytes of ``chunks`` as the file ``filename``.
+
+        The stream goes straight into ``restic backup --stdin``: nothing is
+        held but the chunk being written. ``progress(bytes_done)`` is called
+        with restic's progress. Returns restic's summary (``snapshot_id``,
+        ``data_added``, ``total_bytes_processed``, ...).
+
+        If the producer raises (a cancel, a failed dump), restic is killed
+        before it writes a snapshot and the exception propagates.
+        """
+        args = ["backup", "--stdin", "--stdin-filename", filename, "--json"]
+        args += ["--host", host]
+        for tag in tags:
+            args += ["--tag", tag]
+        if parent:
+            args += ["--parent", parent]
+        if force:
+            args.append("--force")
+        process = subprocess.Popen(
+            self.argv(*args),
+            env=self.environ(),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        summary, stderr = {}, bytearray()
+        readers = [
+            threading.Thread(
+                target=_read_messages,
+                args=(process.stdout, summary, progress),
+                daemon=True,
+            ),
+            threading.Thread(
+                target=_read_stderr, args=(process.stderr, stderr), daemon=True
+            ),
+        ]
+        for reader in readers:
+            reader.start()
+        try:
+            for chunk in chunks:
+                if not chunk:
+                    continue
+                try:
+                    process.stdin.write(chunk)
+                except BrokenPipeError:
+                    break  # restic ended; its exit code says why
+            process.stdin.close()
+            process.wait()
+        except BaseException:
+            process.kill()
+            process.wait()
+            raise
+        finally:
+            for reader in readers:
+                reader.join(timeout=30)
+        if process.returncode != 0:
+            raise _explain(self.name, "backup", stderr.decode("utf-8", "replace"))
+        if not summary.get("snapshot_id"):
+            raise ResticError(f"{self.name}: restic backup reported no snapshot")
+        return summary
+
+    # -- data out ------------------------------------------------------------
+
+    @contextmanager
+    def dump(self, snapshot_id, path="/", *, archive=None, chunk=PIPE_CHUNK):
+        """Yield an iterator over the bytes of ``path`` in a snapshot.
+
+        ``archive`` ("tar") dumps a folder (or ``/``, the whole snapshot) as
+        one archive. restic is stopped when the block ends early.
+        """
+        args = ["dump"]
+        if archive:
+            args += ["--archive", archive]
+        args += [snapshot_id, path]
+        process = subprocess.Popen(
+            self.argv(*args),
+            env=self.environ(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        stderr = bytearray()
+        reader = threading.Thread(
+            target=_read_stderr, args=(process.stderr, stderr), daemon=True
+        )
+        reader.start()
+
+        def data():
+            while True:
+                block = process.stdout.read(chunk)
+                if not block:
+                    return
+                yield block
+
+        try:
+            yield data()
+            process.stdout.close()
+            process.wait()
+        except BaseException:
+            process.kill()
+            process.wait()
+            raise
+        finally:
+            reader.join(timeout=30)
+        if process.returncode != 0:
+            raise _explain(self.name, "dump", stderr.decode("utf-8", "replace"))
+
+    # -- between repositories, and upkeep --------------------------------------
+
+    def copy_from(self, source, snapshot_ids):
+        """Copy snapshots from the ``source`` repository into this one."""
+        options = {**source.options, **self.options}
+        argv = [RESTIC, "--repo", self.url]
+        argv += [item for k, v in options.items() for item in ("-o", f"{k}={v}")]
+        argv += ["copy", "--from-repo", source.url, *snapshot_ids]
+        environ = {
+            **source.environ(),
+            **self.environ(),
+            "RESTIC_FROM_PASSWORD": source._password,
+        }
+        done = subprocess.run(argv, env=environ, capture_output=True, check=False)
+        if done.returncode != 0:
+            raise _explain(self.name, "copy", done.stderr.decode("utf-8", "replace"))
+        return done.stdout.decode("utf-8", "replace")
+
+    def forget(self, *, keep, tags=(), dry_run=False, prune=False):
+        """Apply ``keep`` (``{"daily": 7, ...}``); return restic's JSON groups.
+
+        With ``dry_run`` nothing is removed: the result lists what would go.
+        """
+        args = ["forget", "--json", "--group-by", "host,tags"]
+        for key, value in keep.items():
+            args += [f"--keep-{key}", str(value)]
+        if tags:
+            args += ["--tag", ",".join(tags)]
+        if dry_run:
+            args.append("--dry-run")
+        elif prune:
+            args.append("--prune")
+        return self.run(*args, parse_json=True, timeout=6 * 3600) or []
+
+    def check(self, *, read_data_subset=None):
+        """Run ``restic check``; return its output. Raises ResticError on damage."""
+        args = ["check"]
+        if read_data_subset:
+            args.append(f"--read-data-subset={read_data_subset}")
+        return self.run(*args, timeout=6 * 3600)
+
+
+# Hot path: one iteration per restic JSON message (a status line a second).
+def _read_messages(stream, summary, progress):
+    for raw in stream:
+        try:
+            message = json.loads(raw)
+        except ValueError:
+            continue
+        kind = message.get("message_type")
+        if kind == "summary":
+            summary.update(message)
+        elif kind == "status" and progress is not None:
+            progress(message.get("bytes_done") or 0)
+
+
+def _read_stderr(stream, buffer):
+    for raw in iter(lambda: stream.read(65536), b""):
+        _tail(buffer, raw)

@@ -1,0 +1,45 @@
+"""Backup strategies: how each kind of service's data is read.
+
+=====================  =============  =========================================
+method (the file's)    strategies     what is read
+=====================  =============  =========================================
+``pg_dump``            full, schema,  ``pg_dump -Fc`` in the container
+                       data
+=====================  =============  =========================================
+
+:func:`strategy_for` returns the strategy of a service for a name (the
+``BACKUP_TYPE`` of ``make backup-service``; default: the method's first).
+"""
+
+from ..choices import BackupMethod
+from ..schema import STRATEGIES
+from ..tiers import BackupError
+from .base import BackupContext, Strategy
+from .postgres import PostgresStrategy
+
+__all__ = ["BackupContext", "Strategy", "default_strategy", "strategy_for"]
+
+_CLASSES = {
+    BackupMethod.PG_DUMP: PostgresStrategy,
+}
+
+
+def default_strategy(method):
+    """Return the default strategy name of a backup method."""
+    return STRATEGIES[BackupMethod(method)][0]
+
+
+def strategy_for(context, name=None):
+    """Return the strategy ``name`` of the context's service."""
+    method = BackupMethod(context.strategy.method)
+    names = STRATEGIES[method]
+    name = name or names[0]
+    if name not in names:
+        raise BackupError(
+            f"Service {context.service.name} ({method}) has no {name!r} backup "
+            f"(it has: {', '.join(names)})."
+        )
+    cls = _CLASSES.get(method)
+    if cls is None:
+        raise BackupError(f"Backups by {method} are not available yet.")
+    return cls(context, name)
