@@ -28,12 +28,21 @@ from stacks import engine
 from . import tapes
 from .choices import RecordStatus, TierKind
 from .models import BackupPolicy, BackupRecord, BackupStrategy, StorageTier
+
+# The retention runner: imported so the operations engine, which imports
+# each app's jobs module, registers it.
+from .prune import PruneBackupsJob
 from .restic import ResticError
 from .schema import BACKUP_TYPES, STRATEGIES
 from .strategies import BackupContext, strategy_for
 from .tiers import BackupError, repository, snapshot_host
 
-__all__ = ["BackupServiceJob", "fail_abandoned_records", "snapshot_tags"]
+__all__ = [
+    "BackupServiceJob",
+    "PruneBackupsJob",
+    "fail_abandoned_records",
+    "snapshot_tags",
+]
 
 
 def snapshot_tags(record, *, stack, backup_type):
@@ -219,7 +228,10 @@ class BackupServiceJob(OperationRunner):
         except BaseException as exc:
             _fail(record, exc)
             raise
-        record.snapshot_id = summary["snapshot_id"]
+        # restic's summary names the snapshot by its short id; the record
+        # keeps the full one, found by the record's own tag.
+        found = repo.snapshots(f"record={record.pk}")
+        record.snapshot_id = found[-1]["id"] if found else summary["snapshot_id"]
         record.bytes_total = summary.get("total_bytes_processed")
         record.bytes_added = summary.get("data_added")
         record.files = summary.get("total_files_processed")

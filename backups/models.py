@@ -259,6 +259,11 @@ class BackupRecord(models.Model):
     error = models.TextField(blank=True)
     created = models.DateTimeField(default=timezone.now, db_index=True)
     finished = models.DateTimeField(null=True, blank=True)
+    pruned = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the tier's retention removed the snapshot.",
+    )
 
     class Meta:
         ordering = ["-created", "-id"]
@@ -282,3 +287,8 @@ class BackupRecord(models.Model):
     def age(self):
         """Time since the data was read."""
         return timezone.now() - self.created
+
+    @property
+    def restorable(self):
+        """Whether the snapshot exists: succeeded and not pruned."""
+        return self.status == RecordStatus.SUCCEEDED and self.pruned is None

@@ -16,6 +16,7 @@ __all__ = [
     "backup_service",
     "backed_up_services",
     "latest_records",
+    "prune_backups",
 ]
 
 
@@ -78,11 +79,35 @@ def backup_environment(environment, *, user, backup_type=None, enqueue=True):
 
 
 def latest_records(environment):
-    """Return {(service, strategy, tier): newest successful record}."""
+    """Return {(service, strategy, tier): newest restorable record}."""
     latest = {}
     records = BackupRecord.objects.filter(
-        environment=environment, status=RecordStatus.SUCCEEDED
+        environment=environment, status=RecordStatus.SUCCEEDED, pruned__isnull=True
     ).select_related("tier")
     for record in records.order_by("created", "id"):
         latest[(record.service_name, record.strategy, record.tier.name)] = record
     return latest
+
+
+def prune_backups(
+    environment, *, user, tier=None, dry_run=False, wait=True, enqueue=True
+):
+    """Request the retention of ``environment``'s repositories; return the
+    Operation.
+
+    Each repository tier keeps what its ``keep`` policy says (default:
+    every snapshot younger than its ``retention_days``, and the newest);
+    ``restic forget`` then ``prune`` remove the rest. A dry run lists what
+    would go and removes nothing.
+    """
+    parameters = {"dry_run": bool(dry_run)}
+    if tier:
+        parameters["tier"] = tier
+    return request_operation(
+        "backup.prune",
+        user=user,
+        environment=environment,
+        parameters=parameters,
+        wait=wait,
+        enqueue=enqueue,
+    )

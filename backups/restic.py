@@ -338,16 +338,20 @@ class Repository:
 
         With ``dry_run`` nothing is removed: the result lists what would go.
         """
-        args = ["forget", "--json", "--group-by", "host,tags"]
+        # One group per piece of data: host (the environment) and path (the
+        # service's dump file or volumes); the tags hold a record id each.
+        args = ["forget", "--json", "--group-by", "host,paths"]
         for key, value in keep.items():
             args += [f"--keep-{key}", str(value)]
         if tags:
             args += ["--tag", ",".join(tags)]
         if dry_run:
             args.append("--dry-run")
-        elif prune:
-            args.append("--prune")
-        return self.run(*args, parse_json=True, timeout=6 * 3600) or []
+        groups = self.run(*args, parse_json=True, timeout=6 * 3600) or []
+        if prune and not dry_run:
+            # Separately: with --prune, forget mixes prune's text into its JSON.
+            self.run("prune", timeout=6 * 3600)
+        return groups
 
     def check(self, *, read_data_subset=None):
         """Run ``restic check``; return its output. Raises ResticError on damage."""
