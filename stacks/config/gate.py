@@ -189,6 +189,10 @@ class GatedFormMixin:
         super()._post_clean()
         if self.errors or self.gate_user is None:
             return
+        if self.instance.pk is not None and not self.has_changed():
+            # An unchanged row of a page (an inline among many) changes
+            # nothing: no trial for it.
+            return
         instance = self.instance
         what = f"{instance._meta.verbose_name} {instance}"
         try:
