@@ -81,4 +81,5 @@ urlpatterns = [
     ),
     path("", include((portal_patterns, "portal"))),
     path("", include("stacks.urls")),
+    path("", include("backups.urls")),
 ]
