@@ -7,9 +7,11 @@ class BackupsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
+        from portal.metrics import register_collector
         from stacks.config.companions import Companion, register_companion
 
         from . import config
+        from .metrics import BackupCollector
 
         register_companion(
             Companion(
@@ -19,3 +21,4 @@ class BackupsConfig(AppConfig):
                 exporter=config.export_data,
             )
         )
+        register_collector("backups", BackupCollector)

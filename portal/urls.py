@@ -21,6 +21,7 @@ portal_patterns = [
         views.operation_log_text,
         name="operation_log_text",
     ),
+    path("metrics", views.metrics, name="metrics"),
 ]
 
 
