@@ -8,10 +8,12 @@ class BackupsConfig(AppConfig):
 
     def ready(self):
         from portal.metrics import register_collector
+        from portal.schedules import register_schedule
         from stacks.config.companions import Companion, register_companion
 
         from . import config
         from .metrics import BackupCollector
+        from .schedules import scheduled_backups
 
         register_companion(
             Companion(
@@ -22,3 +24,4 @@ class BackupsConfig(AppConfig):
             )
         )
         register_collector("backups", BackupCollector)
+        register_schedule("backups", scheduled_backups)
