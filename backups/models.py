@@ -282,9 +282,16 @@ class BackupRecord(models.Model):
         return reverse("backups:record_detail", args=[self.pk])
 
     @property
+    def data_read(self):
+        """When the data was read: a copy's is its source record's time."""
+        if self.copied_from_id is not None and self.copied_from is not None:
+            return self.copied_from.created
+        return self.created
+
+    @property
     def age(self):
         """Time since the data was read."""
-        return timezone.now() - self.created
+        return timezone.now() - self.data_read
 
     @property
     def abandoned(self):

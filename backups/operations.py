@@ -197,7 +197,7 @@ def newest_good(records):
             )
         )
         .filter(rank=1)
-        .select_related("tier", "operation")
+        .select_related("tier", "operation", "copied_from")
     )
 
 

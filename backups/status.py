@@ -84,7 +84,7 @@ class BackupState:
         """How old the newest good backup is (None: there is none)."""
         if self.record is None:
             return None
-        return self.now - self.record.created
+        return self.now - self.record.data_read
 
     @property
     def overdue(self):

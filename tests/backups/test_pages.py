@@ -17,8 +17,13 @@ def world(make_backup_environment, make_user, make_record):
     env = make_backup_environment("pages", tiers=("local", "remote"))
     other = make_backup_environment("pages-other")
     record = make_record(env, age=timedelta(hours=2))
+    # Copied a minute ago: its data is as old as its source's.
     copy = make_record(
-        env, tier="remote", copied_from=record, age=timedelta(hours=2), bytes_added=None
+        env,
+        tier="remote",
+        copied_from=record,
+        age=timedelta(minutes=1),
+        bytes_added=None,
     )
     users = {
         "nobody": make_user("nobody"),
@@ -179,7 +184,7 @@ def test_page_shows_newest_good_backups_ages_and_failures(
         env,
         status="failed",
         tier="remote",
-        age=timedelta(minutes=5),
+        age=timedelta(seconds=10),
         error="remote tier of x: unreachable: ssh: connect to host 10.0.0.9 port 22",
     )
     client.force_login(users["viewer"])
@@ -189,6 +194,8 @@ def test_page_shows_newest_good_backups_ages_and_failures(
     # postgres full in local: 2 h old, allowed 1 d 06 h.
     assert 'data-row="postgres/full/local"' in html
     assert ">2 h 00 min<" in html and ">1 d 06 h<" in html
+    remote = html[html.index('data-row="postgres/full/remote"') :]
+    assert remote[: remote.index("</tr>")].count(">2 h 00 min<") == 1
     assert ">3.0\xa0MB<" in html and ">200.0\xa0KB<" in html
     assert f">{record.snapshot_id[:8]}<" in html
     assert record.get_absolute_url() in html

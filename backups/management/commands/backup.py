@@ -160,7 +160,7 @@ class Command(OperationCommand):
                     row.service,
                     row.strategy,
                     row.tier,
-                    f"{timezone.localtime(record.created):%Y-%m-%d %H:%M}"
+                    f"{timezone.localtime(record.data_read):%Y-%m-%d %H:%M}"
                     if record
                     else "-",
                     row.age_text,
