@@ -273,7 +273,7 @@ def test_full_enqueue_queues_one_operation_per_service(
     assert {op.status for op in operations} == {"queued"}
     assert {op.parameters["backup_type"] for op in operations} == {"full"}
     assert out.count("Queued on long.") == len(SCHEDULED)
-    assert "postgres             ok  operation " in out
+    assert "  postgres             ok      operation " in out
 
 
 def test_service_passes_strategy_and_backup_type(env, admin, redis_conn):

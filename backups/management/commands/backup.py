@@ -15,8 +15,6 @@ The make targets ``backup-status``, ``backup-full``, ``backup-service``,
 when any service's backup did not succeed.
 """
 
-import sys
-
 from django.core.exceptions import PermissionDenied
 from django.core.management.base import CommandError
 from django.template.defaultfilters import filesizeformat
@@ -194,8 +192,8 @@ class Command(OperationCommand):
         overdue = backups.overdue
         if overdue:
             self.stdout.write(self.style.ERROR(f"Overdue ({len(overdue)}):"))
-            for row in overdue:
-                self.stdout.write(f"  {row.describe()}")
+            for line in _overdue_lines(overdue):
+                self.stdout.write(f"  {line}")
             raise CommandError(
                 f"{len(overdue)} scheduled backup(s) of {environment.name} overdue."
             )
@@ -243,7 +241,8 @@ class Command(OperationCommand):
             )
         self.stdout.write(f"Backup of {environment.name}:")
         for target, ok, text in outcomes:
-            self.stdout.write(f"  {str(target):<20} {'ok' if ok else 'FAILED'}  {text}")
+            state = "ok" if ok else "FAILED"
+            self.stdout.write(f"  {str(target):<20} {state:<6}  {text}")
         failed = [str(target) for target, ok, _text in outcomes if not ok]
         if failed:
             raise CommandError(
@@ -350,8 +349,30 @@ class Command(OperationCommand):
             self.stdout.write(f"  next runs (host time): {runs}")
             self.stdout.write(f"  {cron_line(command)}")
         self.stdout.write(
-            f"Install every schedule with: {sys.executable} manage.py crontab --install"
+            "Install every environment's schedule: manage.py crontab --install "
+            "(make crontab CRONTAB_ARGS=--install)"
         )
+
+
+def _overdue_lines(rows):
+    """Return one line per overdue row; a service never backed up in several
+    tiers is one line naming them."""
+    never, lines = {}, []
+    for row in rows:
+        if row.record is None:
+            key = (row.service, row.strategy)
+            if key not in never:
+                never[key] = []
+                lines.append(key)
+            never[key].append(row.tier)
+        else:
+            lines.append(row.describe())
+    return [
+        f"{line[0]} {line[1]} in {', '.join(never[line])}: never backed up"
+        if isinstance(line, tuple)
+        else line
+        for line in lines
+    ]
 
 
 def _summary_line(text):
