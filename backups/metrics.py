@@ -37,6 +37,7 @@ class BackupCollector:
         self.environments = list(environments)
 
     def collect(self):
+        """Yield the metric families (prometheus-client's collector protocol)."""
         families = {
             name: GaugeMetricFamily(name, text, labels=LABELS)
             for name, text in (

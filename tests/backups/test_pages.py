@@ -223,6 +223,7 @@ def test_page_buttons_follow_role(client, world):
     assert '<option value="differential">differential</option>' in html
 
 
+@pytest.mark.docker
 def test_environment_page_links_to_backups(client, world, docker_client):
     env, record, _copy, users = world
     client.force_login(users["viewer"])
