@@ -48,3 +48,41 @@ $(addprefix status-,$(STACKS)): status-%:
 
 $(addprefix logs-,$(STACKS)): logs-%:
 	$(STACK_CMD) logs $* --follow $(STACK_OPTS)
+
+# --- Backups -----------------------------------------------------------------
+# make backup-status|backup-full|backup-list|backup-schedule [ENVIRONMENT=demo]
+# make backup-service SERVICE=postgres [BACKUP_TYPE=full|schema|data] [ENVIRONMENT=demo]
+# They run `manage.py backup <action> --env $(ENVIRONMENT)`; BACKUP_TYPE is the
+# service's strategy (postgres full/schema/data, redis rdb/aof, ...).
+# BACKUP_ARGS passes more options, e.g. "--backup-type differential",
+# "--enqueue --wait", "--status failed --limit 100". PORTAL_USER as for stacks.
+# backup-status exits non-zero when a scheduled backup is overdue, backup-full
+# when any service's backup failed. `make crontab` prints the cron lines of
+# every environment's schedule; CRONTAB_ARGS="--install" installs them.
+SERVICE ?=
+BACKUP_TYPE ?=
+BACKUP_ARGS ?=
+CRONTAB_ARGS ?=
+BACKUP_CMD = .venv/bin/python manage.py backup
+BACKUP_OPTS = --env $(ENVIRONMENT) $(if $(PORTAL_USER),--user $(PORTAL_USER)) $(BACKUP_ARGS)
+
+.PHONY: backup-status backup-full backup-service backup-list backup-schedule crontab
+
+backup-status:
+	$(BACKUP_CMD) status $(BACKUP_OPTS)
+
+backup-full:
+	$(BACKUP_CMD) full $(BACKUP_OPTS)
+
+backup-service:
+	@[ -n "$(SERVICE)" ] || { echo "usage: make backup-service SERVICE=<service> [BACKUP_TYPE=<strategy>] [ENVIRONMENT=<env>]" >&2; exit 2; }
+	$(BACKUP_CMD) service --service $(SERVICE) $(if $(BACKUP_TYPE),--type $(BACKUP_TYPE)) $(BACKUP_OPTS)
+
+backup-list:
+	$(BACKUP_CMD) list $(BACKUP_OPTS)
+
+backup-schedule:
+	$(BACKUP_CMD) schedule $(BACKUP_OPTS)
+
+crontab:
+	.venv/bin/python manage.py crontab $(CRONTAB_ARGS)

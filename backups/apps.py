@@ -7,9 +7,13 @@ class BackupsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
+        from portal.metrics import register_collector
+        from portal.schedules import register_schedule
         from stacks.config.companions import Companion, register_companion
 
         from . import config
+        from .metrics import BackupCollector
+        from .schedules import scheduled_backups
 
         register_companion(
             Companion(
@@ -19,3 +23,5 @@ class BackupsConfig(AppConfig):
                 exporter=config.export_data,
             )
         )
+        register_collector("backups", BackupCollector)
+        register_schedule("backups", scheduled_backups)

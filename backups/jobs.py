@@ -27,7 +27,13 @@ from stacks import engine
 
 from . import tapes
 from .choices import RecordStatus, TierKind
-from .models import BackupPolicy, BackupRecord, BackupStrategy, StorageTier
+from .models import (
+    ABANDONED_ERROR,
+    BackupPolicy,
+    BackupRecord,
+    BackupStrategy,
+    StorageTier,
+)
 
 # The retention runner: imported so the operations engine, which imports
 # each app's jobs module, registers it.
@@ -66,7 +72,7 @@ def fail_abandoned_records(environment):
     return stale.update(
         status=RecordStatus.FAILED,
         finished=timezone.now(),
-        error="Abandoned: the operation that took it ended without finishing it.",
+        error=ABANDONED_ERROR,
     )
 
 

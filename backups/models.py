@@ -30,6 +30,9 @@ FREQUENCY_AGES = {
     "weekly": timedelta(days=7),
     "monthly": timedelta(days=31),
 }
+# What an abandoned record says (the words of
+# backups.jobs.fail_abandoned_records, which writes them).
+ABANDONED_ERROR = "Abandoned: the operation that took it ended without finishing it."
 # Slack on top of the frequency before a backup counts as overdue (a daily
 # backup that ran at 03:10 yesterday is not late at 03:05 today).
 AGE_GRACE = 0.25
@@ -284,11 +287,42 @@ class BackupRecord(models.Model):
         return reverse("backups:record_detail", args=[self.pk])
 
     @property
+    def data_read(self):
+        """When the data was read: a copy's is its source record's time."""
+        if self.copied_from_id is not None and self.copied_from is not None:
+            return self.copied_from.created
+        return self.created
+
+    @property
     def age(self):
         """Time since the data was read."""
-        return timezone.now() - self.created
+        return timezone.now() - self.data_read
 
     @property
     def restorable(self):
         """Whether the snapshot exists: succeeded and not pruned."""
         return self.status == RecordStatus.SUCCEEDED and self.pruned is None
+
+    @property
+    def abandoned(self):
+        """Whether an operation that has ended left it running.
+
+        The next backup of the environment marks such a record failed
+        (``backups.jobs.fail_abandoned_records``); until then it is shown
+        failed.
+        """
+        if self.status != RecordStatus.RUNNING:
+            return False
+        return self.operation is None or not self.operation.is_active
+
+    @property
+    def shown_status(self):
+        """The status to show: ``failed`` for an abandoned record."""
+        return RecordStatus.FAILED if self.abandoned else self.status
+
+    @property
+    def shown_error(self):
+        """The error to show, with a reason for an abandoned record."""
+        if self.abandoned and not self.error:
+            return ABANDONED_ERROR
+        return self.error

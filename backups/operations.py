@@ -5,19 +5,64 @@ Each requests operations through :func:`portal.operations.request_operation`
 queue); the work is in :mod:`backups.jobs`.
 """
 
-from portal.operations import request_operation
+import os
+import socket
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.db.models import F, Window
+from django.db.models.functions import RowNumber
+from django.utils import timezone
+
+from portal.choices import OperationStatus
+from portal.models import Operation
+from portal.operations import pid_alive, request_operation
 from stacks.models import Service
 
 from .choices import RecordStatus
 from .models import BackupRecord, BackupStrategy
 
 __all__ = [
+    "BACKUP_KINDS",
+    "BackupTarget",
+    "backed_up_services",
     "backup_environment",
     "backup_service",
-    "backed_up_services",
+    "environment_backup_targets",
     "latest_records",
+    "newest_good",
     "prune_backups",
+    "request_backup",
+    "running_backup",
 ]
+
+#: The operation kinds that read an environment's data into its tiers: what
+#: "a backup of the environment is still running" means to a scheduled run.
+BACKUP_KINDS = ("backup.service",)
+
+# A `backup full` run of an inline command is between two of its operations
+# for the blink of an eye; an operation it finished this recently counts as
+# still going while that process lives.
+BETWEEN_OPERATIONS = timedelta(seconds=60)
+
+
+@dataclass(frozen=True)
+class BackupTarget:
+    """One operation of a backup of the whole environment."""
+
+    kind: str
+    service: object = None
+    parameters: dict = field(default_factory=dict)
+
+    def __str__(self):
+        return self.service.name if self.service is not None else self.kind
+
+    def request_parameters(self, backup_type=None):
+        """Return the operation's parameters, with ``backup_type`` if given."""
+        parameters = dict(self.parameters)
+        if backup_type:
+            parameters["backup_type"] = backup_type
+        return parameters
 
 
 def backup_service(
@@ -40,14 +85,26 @@ def backup_service(
     parameters = {}
     if strategy:
         parameters["strategy"] = strategy
-    if backup_type:
-        parameters["backup_type"] = backup_type
+    return request_backup(
+        environment,
+        BackupTarget("backup.service", service, parameters),
+        user=user,
+        backup_type=backup_type,
+        wait=wait,
+        enqueue=enqueue,
+    )
+
+
+def request_backup(
+    environment, target, *, user, backup_type=None, wait=True, enqueue=True
+):
+    """Request the operation of one :class:`BackupTarget`; return it."""
     return request_operation(
-        "backup.service",
+        target.kind,
         user=user,
         environment=environment,
-        service=service,
-        parameters=parameters,
+        service=target.service,
+        parameters=target.request_parameters(backup_type),
         wait=wait,
         enqueue=enqueue,
     )
@@ -63,30 +120,94 @@ def backed_up_services():
     )
 
 
+def environment_backup_targets(environment):
+    """Return what a backup of the whole environment takes, in order.
+
+    One :class:`BackupTarget` per operation: every service that has a
+    backup strategy, by its scheduled (default) strategy. This is the one
+    list ``backup full``, the page's *Back up everything* and cron use.
+    """
+    targets = [
+        BackupTarget("backup.service", service) for service in backed_up_services()
+    ]
+    # The environment's configuration backup (rendered compose files and
+    # configs, secrets redacted) goes here, as the last target, once a runner
+    # for it exists: targets.append(BackupTarget("backup.config")); and its
+    # kind goes into BACKUP_KINDS.
+    return targets
+
+
 def backup_environment(environment, *, user, backup_type=None, enqueue=True):
-    """Request a backup of every service that has a strategy; return the
-    operations, one per service.
+    """Request a backup of every target of the environment; return the
+    operations, one per target.
 
     Each is an operation of its own, so one failing service fails only its
     own backup; the others run.
     """
     return [
-        backup_service(
-            environment, service, user=user, backup_type=backup_type, enqueue=enqueue
+        request_backup(
+            environment, target, user=user, backup_type=backup_type, enqueue=enqueue
         )
-        for service in backed_up_services()
+        for target in environment_backup_targets(environment)
     ]
+
+
+def running_backup(environment):
+    """Return a backup operation of ``environment`` that is still going, or None.
+
+    That is an active operation of a backup kind, or one that an inline
+    command on this host finished within the last minute while that command
+    still runs (it is about to request its next service).
+    """
+    operations = Operation.objects.filter(
+        environment=environment, kind__in=BACKUP_KINDS
+    )
+    active = (
+        operations.filter(status__in=OperationStatus.ACTIVE).order_by("created").first()
+    )
+    if active is not None:
+        return active
+    prefix = f"inline:{socket.gethostname()}:"
+    recent = operations.filter(
+        inline=True,
+        worker_name__startswith=prefix,
+        finished__gte=timezone.now() - BETWEEN_OPERATIONS,
+    ).order_by("-finished")
+    for operation in recent:
+        pid = operation.worker_name.removeprefix(prefix)
+        if pid.isdigit() and int(pid) != os.getpid() and pid_alive(int(pid)):
+            return operation
+    return None
+
+
+def newest_good(records):
+    """Return the newest successful record of each (environment, service,
+    strategy, tier) among ``records``, a queryset; one query."""
+    return (
+        records.filter(status=RecordStatus.SUCCEEDED)
+        .annotate(
+            rank=Window(
+                RowNumber(),
+                partition_by=[
+                    F("environment_id"),
+                    F("service_name"),
+                    F("strategy"),
+                    F("tier_id"),
+                ],
+                order_by=[F("created").desc(), F("id").desc()],
+            )
+        )
+        .filter(rank=1)
+        .select_related("tier", "operation", "copied_from")
+    )
 
 
 def latest_records(environment):
     """Return {(service, strategy, tier): newest restorable record}."""
-    latest = {}
-    records = BackupRecord.objects.filter(
-        environment=environment, status=RecordStatus.SUCCEEDED, pruned__isnull=True
-    ).select_related("tier")
-    for record in records.order_by("created", "id"):
-        latest[(record.service_name, record.strategy, record.tier.name)] = record
-    return latest
+    records = newest_good(
+        BackupRecord.objects.filter(environment=environment, pruned__isnull=True)
+    )
+    return {(r.service_name, r.strategy, r.tier.name): r for r in records}
 
 
 def prune_backups(

@@ -27,6 +27,7 @@ PORTAL_OWN_VARIABLES = (
     "LOG_LEVEL",
     "PORTAL_ADMIN_PASSWORD",
     "PORTAL_CONFIG_DIR",
+    "PORTAL_METRICS_TOKEN",
     "PORTAL_PRODUCTION",
     "PORTAL_PROJECT",
     "PORTAL_SERVE_STATIC",
@@ -168,6 +169,8 @@ RQ = {"WORKER_CLASS": "portal.worker.PortalWorker"}
 PORTAL_CONFIG_DIR = env.path("PORTAL_CONFIG_DIR", default=BASE_DIR / "configs")
 # Compose project prefix: <project>-<env>-<stack>.
 PORTAL_PROJECT = env.str("PORTAL_PROJECT", default="multimodal")
+# Bearer token of /metrics (Prometheus); empty: signed-in users only.
+PORTAL_METRICS_TOKEN = env.str("PORTAL_METRICS_TOKEN", default="")
 
 LOGGING = {
     "version": 1,

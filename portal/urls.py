@@ -21,6 +21,7 @@ portal_patterns = [
         views.operation_log_text,
         name="operation_log_text",
     ),
+    path("metrics", views.metrics, name="metrics"),
 ]
 
 
@@ -81,4 +82,5 @@ urlpatterns = [
     ),
     path("", include((portal_patterns, "portal"))),
     path("", include("stacks.urls")),
+    path("", include("backups.urls")),
 ]

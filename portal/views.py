@@ -1,15 +1,19 @@
-"""Pages of operations: list, detail with live log, cancel, host check."""
+"""Pages of operations (list, detail with live log, cancel, host check) and
+the Prometheus metrics."""
 
 import json
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import StreamingHttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_POST
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_POST
 
 from .choices import OperationStatus, Verb
+from .metrics import CONTENT_TYPE, render_metrics, token_matches
 from .models import Operation, environment_model
 from .operations import OperationConflict, cancel_operation, request_operation
 from .permissions import require, user_can, visible_environments
@@ -145,3 +149,44 @@ def host_check(request):
         return redirect("portal:operation_list")
     messages.success(request, f"Queued operation {operation.pk}")
     return redirect(operation)
+
+
+@never_cache
+@require_GET
+def metrics(request):
+    """Serve the Prometheus metrics of the environments the caller may see.
+
+    ``Authorization: Bearer <PORTAL_METRICS_TOKEN>`` sees every environment
+    (a Prometheus scraper); a signed-in user sees those they may view; any
+    other request gets 401, and so does a wrong token.
+    """
+    header = request.headers.get("Authorization", "")
+    if header:
+        if not token_matches(header):
+            return _unauthorized(
+                "The bearer token is not the metrics token (PORTAL_METRICS_TOKEN)."
+                if settings.PORTAL_METRICS_TOKEN
+                else "No metrics token is configured (PORTAL_METRICS_TOKEN is "
+                "empty); sign in, or set it and restart the portal.",
+                error="invalid_token",
+            )
+        environments = environment_model().objects.all()
+    elif request.user.is_authenticated and request.user.is_active:
+        environments = visible_environments(request.user)
+    else:
+        return _unauthorized(
+            "Metrics need a bearer token (Authorization: Bearer "
+            "<PORTAL_METRICS_TOKEN>) or a signed-in user."
+        )
+    return HttpResponse(render_metrics(environments), content_type=CONTENT_TYPE)
+
+
+def _unauthorized(message, *, error=None):
+    challenge = 'Bearer realm="stack-portal"'
+    if error:
+        challenge += f', error="{error}"'
+    response = HttpResponse(
+        message + "\n", status=401, content_type="text/plain; charset=utf-8"
+    )
+    response["WWW-Authenticate"] = challenge
+    return response

@@ -1,12 +1,15 @@
 #!/bin/bash
-# Start the portal on the demo environment: Redis and dockerd (setup.sh), an RQ
-# worker per queue kind, and the ASGI server on http://127.0.0.1:8000.
+# Start the portal on the demo environment: Redis and dockerd (setup.sh), the
+# demo's backup servers (backup-servers.sh: an sshd and an S3 server on
+# 127.0.0.1 for the remote and cloud tiers), an RQ worker per queue kind, and
+# the ASGI server on http://127.0.0.1:8000.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 PY=.venv/bin/python
 export DJANGO_SETTINGS_MODULE=${DJANGO_SETTINGS_MODULE:-portal.settings}
 mkdir -p .state
+scripts/backup-servers.sh start
 "$PY" manage.py bootstrap_demo
 "$PY" manage.py run_worker >.state/worker.log 2>&1 &
 worker=$!
@@ -16,5 +19,7 @@ echo
 echo "Stack Portal: http://127.0.0.1:8000/  (log in as admin; worker log in .state/worker.log)"
 echo "Start the demo stacks from the page of environment 'demo', or:"
 echo "  make start-core    (acts as the system user portal-system, Operator of demo only)"
+echo "Back up postgres into the four tiers (local .state/backups, sftp, S3, tape .state/tape):"
+echo "  make backup-service SERVICE=postgres    then: make backup-status"
 echo
 "$PY" -m daphne -b 127.0.0.1 -p "${PORTAL_PORT:-8000}" portal.asgi:application

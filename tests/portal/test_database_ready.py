@@ -32,6 +32,8 @@ COMMANDS = [
     ["cancel_operation", str(uuid.uuid4())],
     ["reap_operations"],
     ["verify_audit"],
+    ["backup", "status", "--env", "demo"],
+    ["crontab"],
 ]
 
 

@@ -562,8 +562,8 @@ def test_real_file_has_no_errors_or_warnings():
     assert warnings == []
     assert checked == [
         "configs/stacks.yaml",
-        "configs/retention-policies.yaml",
         "configs/backup-strategies.yaml",
+        "configs/retention-policies.yaml",
     ]
 
 

@@ -1,0 +1,381 @@
+"""Back up an environment, or show where its backups stand.
+
+    manage.py backup status --env E [--user U]
+    manage.py backup full --env E [--backup-type T] [--scheduled]
+        [--user U] [--enqueue [--wait]] [--no-queue]
+    manage.py backup service --env E --service S [--type STRATEGY]
+        [--backup-type T] [--user U] [--enqueue [--wait]] [--no-queue]
+    manage.py backup list --env E [--service S] [--strategy X] [--tier T]
+        [--status S] [--limit N] [--user U]
+    manage.py backup schedule --env E [--user U]
+
+The make targets ``backup-status``, ``backup-full``, ``backup-service``,
+``backup-list`` and ``backup-schedule`` call this with ``ENVIRONMENT``.
+``status`` exits non-zero when a scheduled backup is overdue; ``full``
+when any service's backup did not succeed.
+"""
+
+from django.core.exceptions import PermissionDenied
+from django.core.management.base import CommandError
+from django.template.defaultfilters import filesizeformat
+from django.utils import timezone
+
+from backups.choices import RecordStatus
+from backups.models import BackupRecord
+from backups.operations import (
+    BackupTarget,
+    environment_backup_targets,
+    running_backup,
+)
+from backups.schema import BACKUP_TYPES
+from backups.status import environment_backups, failed_records
+from portal.choices import Verb
+from portal.management.base import OperationCommand
+from portal.permissions import require
+from portal.schedules import cron_line, next_runs, scheduled_commands
+from stacks.models import Service
+
+
+def size(value):
+    """Return a byte count as ``1.2 MB`` (``-`` when unknown)."""
+    return "-" if value is None else filesizeformat(value).replace("\xa0", " ")
+
+
+def table(rows):
+    """Return ``rows`` (tuples of text, a header first) as aligned lines."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return [
+        "  ".join(
+            cell.ljust(width) for cell, width in zip(row, widths, strict=True)
+        ).rstrip()
+        for row in rows
+    ]
+
+
+class Command(OperationCommand):
+    help = (
+        "Back up an environment (full, service), show where its backups stand "
+        "(status), list its records (list) or its backup schedule (schedule)."
+    )
+
+    def add_arguments(self, parser):
+        actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+        status = actions.add_parser(
+            "status",
+            help="Newest good backup of each service, strategy and tier, its age "
+            "against the allowed age; exit 1 when one is overdue.",
+        )
+        full = actions.add_parser(
+            "full",
+            help="Back up every service that has a strategy, one operation each; "
+            "exit 1 when any failed.",
+        )
+        service = actions.add_parser("service", help="Back up one service.")
+        listing = actions.add_parser("list", help="List backup records.")
+        schedule = actions.add_parser(
+            "schedule", help="Show the cron line of the environment's backup schedule."
+        )
+        for sub in (status, full, service, listing, schedule):
+            sub.add_argument("--env", required=True, help="Environment name or alias.")
+            self.add_user_argument(sub)
+        for sub in (full, service):
+            sub.add_argument(
+                "--backup-type",
+                choices=BACKUP_TYPES,
+                help="full: a snapshot without a parent (restic reads everything); "
+                "incremental (default): the previous snapshot of the same data "
+                "as parent; differential: the last full one as parent.",
+            )
+            self.add_run_arguments(sub)
+        full.add_argument(
+            "--scheduled",
+            action="store_true",
+            help="For cron: do nothing, successfully, while a backup of the "
+            "environment is still running.",
+        )
+        service.add_argument("--service", required=True, help="Service name.")
+        service.add_argument(
+            "--type",
+            dest="strategy",
+            help="Strategy: postgres full|schema|data, redis rdb|aof, ... "
+            "(default: the method's first).",
+        )
+        listing.add_argument("--service", help="Only this service.")
+        listing.add_argument("--strategy", help="Only this strategy.")
+        listing.add_argument("--tier", help="Only this storage tier.")
+        listing.add_argument(
+            "--status", choices=RecordStatus.values, help="Only records in this status."
+        )
+        listing.add_argument(
+            "--limit", type=int, default=30, help="At most this many (default 30)."
+        )
+
+    def handle(self, *args, action, **options):
+        environment = self.get_environment(options["env"])
+        getattr(self, f"do_{action}")(environment, options)
+
+    def require(self, verb, environment, options):
+        try:
+            require(self.get_user(options), verb, environment)
+        except PermissionDenied as exc:
+            raise self.refused(exc, options)
+
+    # -- status ----------------------------------------------------------------
+
+    def do_status(self, environment, options):
+        self.require(Verb.VIEW, environment, options)
+        backups = environment_backups(environment)
+        policy = backups.policy
+        if policy is None or not policy.tiers:
+            self.stdout.write(
+                f"Environment {environment.name} has no backup storage tiers "
+                "(environments in configs/backup-strategies.yaml): nothing is "
+                "backed up."
+            )
+        else:
+            self.stdout.write(
+                f"Backups of {environment.name} in {', '.join(policy.tiers)}"
+                + (f", scheduled {policy.schedule}" if policy.schedule else "")
+            )
+        rows = [
+            (
+                "SERVICE",
+                "STRATEGY",
+                "TIER",
+                "NEWEST GOOD",
+                "AGE",
+                "ALLOWED",
+                "SIZE",
+                "ADDED",
+                "SNAPSHOT",
+                "STATE",
+            )
+        ]
+        for row in backups.rows:
+            record = row.record
+            rows.append(
+                (
+                    row.service,
+                    row.strategy,
+                    row.tier,
+                    f"{timezone.localtime(record.data_read):%Y-%m-%d %H:%M}"
+                    if record
+                    else "-",
+                    row.age_text,
+                    row.allowed_text or "-",
+                    size(record.bytes_total) if record else "-",
+                    size(record.bytes_added) if record else "-",
+                    record.snapshot_id[:8] if record else "-",
+                    row.state
+                    + (f", {row.failures} failed since" if row.failures else ""),
+                )
+            )
+        if backups.rows:
+            for line in table(rows):
+                self.stdout.write(line)
+        for operation in backups.running:
+            self.stdout.write(
+                f"Running: {operation.service.name if operation.service else '-'} "
+                f"operation {operation.pk} {operation.status} {operation.progress}%"
+                + (
+                    f" {operation.progress_message}"
+                    if operation.progress_message
+                    else ""
+                )
+            )
+        for record in backups.failures[:10]:
+            self.stdout.write(
+                f"Failed: {record.service_name} {record.strategy} in {record.tier.name}"
+                f" #{record.pk} at {timezone.localtime(record.created):%Y-%m-%d %H:%M}:"
+                f" {_summary_line(record.shown_error)}"
+            )
+        overdue = backups.overdue
+        if overdue:
+            self.stdout.write(self.style.ERROR(f"Overdue ({len(overdue)}):"))
+            for line in _overdue_lines(overdue):
+                self.stdout.write(f"  {line}")
+            raise CommandError(
+                f"{len(overdue)} scheduled backup(s) of {environment.name} overdue."
+            )
+        if backups.rows:
+            self.stdout.write(
+                self.style.SUCCESS(
+                    f"No scheduled backup of {environment.name} is overdue."
+                )
+            )
+
+    # -- full, service ---------------------------------------------------------
+
+    def do_full(self, environment, options):
+        self.require(Verb.BACKUP, environment, options)
+        if options["scheduled"]:
+            blocker = running_backup(environment)
+            if blocker is not None:
+                since = blocker.started or blocker.created
+                self.stdout.write(
+                    f"Skipped: a backup of {environment.name} is still running "
+                    f"(operation {blocker.pk}, {blocker.kind} of {blocker.target}, "
+                    f"{blocker.status} since "
+                    f"{timezone.localtime(since):%Y-%m-%d %H:%M:%S}); this scheduled "
+                    "run does nothing."
+                )
+                return
+        targets = environment_backup_targets(environment)
+        if not targets:
+            self.stdout.write(
+                "Nothing to back up: no service has a backup strategy "
+                "(services in configs/backup-strategies.yaml)."
+            )
+            return
+        outcomes = []
+        for target in targets:
+            self.stdout.write(self.style.MIGRATE_HEADING(f"== {target}"))
+            try:
+                operation = self.run_target(environment, target, options)
+            except CommandError as exc:
+                outcomes.append((target, False, str(exc)))
+                self.stderr.write(f"{target}: {exc}")
+                continue
+            outcomes.append(
+                (target, True, f"operation {operation.pk} {operation.status}")
+            )
+        self.stdout.write(f"Backup of {environment.name}:")
+        for target, ok, text in outcomes:
+            state = "ok" if ok else "FAILED"
+            self.stdout.write(f"  {str(target):<20} {state:<6}  {text}")
+        failed = [str(target) for target, ok, _text in outcomes if not ok]
+        if failed:
+            raise CommandError(
+                f"{len(failed)} of {len(outcomes)} backups of {environment.name} "
+                f"did not succeed: {', '.join(failed)}."
+            )
+
+    def do_service(self, environment, options):
+        try:
+            service = Service.objects.get(name=options["service"])
+        except Service.DoesNotExist:
+            raise CommandError(f"No service {options['service']!r}.")
+        parameters = {"strategy": options["strategy"]} if options["strategy"] else {}
+        self.run_target(
+            environment, BackupTarget("backup.service", service, parameters), options
+        )
+
+    def run_target(self, environment, target, options):
+        """Run (or enqueue) one target's operation; CommandError unless it
+        succeeded or was only enqueued."""
+        return self.run_kind(
+            target.kind,
+            options,
+            environment=environment,
+            service=target.service,
+            parameters=target.request_parameters(options["backup_type"]),
+        )
+
+    # -- list, schedule --------------------------------------------------------
+
+    def do_list(self, environment, options):
+        self.require(Verb.VIEW, environment, options)
+        records = BackupRecord.objects.filter(environment=environment).select_related(
+            "tier", "operation"
+        )
+        if options["service"]:
+            records = records.filter(service_name=options["service"])
+        if options["strategy"]:
+            records = records.filter(strategy=options["strategy"])
+        if options["tier"]:
+            records = records.filter(tier__name=options["tier"])
+        if options["status"] == RecordStatus.FAILED:
+            records = records.filter(failed_records())
+        elif options["status"]:
+            records = records.filter(status=options["status"])
+        records = list(records.order_by("-created", "-id")[: max(0, options["limit"])])
+        if not records:
+            self.stdout.write(f"No backup records of {environment.name} match.")
+            return
+        rows = [
+            (
+                "ID",
+                "CREATED",
+                "SERVICE",
+                "STRATEGY",
+                "TIER",
+                "STATUS",
+                "SNAPSHOT",
+                "SIZE",
+                "ADDED",
+                "SECONDS",
+                "COPY OF",
+                "ERROR",
+            )
+        ]
+        for record in records:
+            rows.append(
+                (
+                    str(record.pk),
+                    f"{timezone.localtime(record.created):%Y-%m-%d %H:%M:%S}",
+                    record.service_name,
+                    record.strategy,
+                    record.tier.name,
+                    record.shown_status,
+                    record.snapshot_id[:8] or "-",
+                    size(record.bytes_total),
+                    size(record.bytes_added),
+                    f"{record.duration_s:.1f}"
+                    if record.duration_s is not None
+                    else "-",
+                    str(record.copied_from_id or "-"),
+                    _summary_line(record.shown_error)[:80] or "-",
+                )
+            )
+        for line in table(rows):
+            self.stdout.write(line)
+
+    def do_schedule(self, environment, options):
+        self.require(Verb.VIEW, environment, options)
+        commands = scheduled_commands(environment=environment.name)
+        if not commands:
+            self.stdout.write(
+                f"Environment {environment.name} has no backup schedule "
+                "(backup_schedule in configs/backup-strategies.yaml)."
+            )
+            return
+        for command in commands:
+            self.stdout.write(
+                f"{command.name}: {command.schedule} ({command.description})"
+            )
+            runs = ", ".join(
+                f"{run:%Y-%m-%d %H:%M}" for run in next_runs(command.schedule)
+            )
+            self.stdout.write(f"  next runs (host time): {runs}")
+            self.stdout.write(f"  {cron_line(command)}")
+        self.stdout.write(
+            "Install every environment's schedule: manage.py crontab --install "
+            "(make crontab CRONTAB_ARGS=--install)"
+        )
+
+
+def _overdue_lines(rows):
+    """Return one line per overdue row; a service never backed up in several
+    tiers is one line naming them."""
+    never, lines = {}, []
+    for row in rows:
+        if row.record is None:
+            key = (row.service, row.strategy)
+            if key not in never:
+                never[key] = []
+                lines.append(key)
+            never[key].append(row.tier)
+        else:
+            lines.append(row.describe())
+    return [
+        f"{line[0]} {line[1]} in {', '.join(never[line])}: never backed up"
+        if isinstance(line, tuple)
+        else line
+        for line in lines
+    ]
+
+
+def _summary_line(text):
+    """Return the last line of an error (a traceback's is its summary)."""
+    lines = (text or "").strip().splitlines()
+    return lines[-1] if lines else ""

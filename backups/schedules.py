@@ -1,0 +1,36 @@
+"""The backup schedules of the environments, for ``manage.py crontab``.
+
+Each environment whose backup policy has a ``schedule`` (``backup_schedule``
+of ``backup-strategies.yaml``) gets one scheduled command: ``backup full
+--env <name> --scheduled``, which backs up every service and skips, saying
+so, while the previous run of that environment is still going. Registered
+in :class:`backups.apps.BackupsConfig`.
+"""
+
+from portal.choices import Verb
+from portal.schedules import ScheduledCommand
+
+from .models import BackupPolicy
+
+__all__ = ["scheduled_backups"]
+
+
+def scheduled_backups():
+    """Return the scheduled command of each environment's backup policy."""
+    policies = (
+        BackupPolicy.objects.exclude(schedule="")
+        .select_related("environment")
+        .order_by("environment__name")
+    )
+    return [
+        ScheduledCommand(
+            name=f"backup-{policy.environment.name}",
+            schedule=policy.schedule.strip(),
+            args=("backup", "full", "--env", policy.environment.name, "--scheduled"),
+            environment=policy.environment.name,
+            verb=Verb.BACKUP,
+            description="back up every service into "
+            + (", ".join(policy.tiers) or "no tier"),
+        )
+        for policy in policies
+    ]
