@@ -66,7 +66,7 @@ CRONTAB_ARGS ?=
 BACKUP_CMD = .venv/bin/python manage.py backup
 BACKUP_OPTS = --env $(ENVIRONMENT) $(if $(PORTAL_USER),--user $(PORTAL_USER)) $(BACKUP_ARGS)
 
-.PHONY: backup-status backup-full backup-service backup-list backup-schedule crontab
+.PHONY: backup-status backup-full backup-service backup-list backup-schedule backup-verify crontab
 
 backup-status:
 	$(BACKUP_CMD) status $(BACKUP_OPTS)
@@ -83,6 +83,12 @@ backup-list:
 
 backup-schedule:
 	$(BACKUP_CMD) schedule $(BACKUP_OPTS)
+
+# make backup-verify [ENVIRONMENT=demo] [SUBSET=auto|n/N|all|none]: check the
+# repositories and re-read the next group of packs; non-zero on damage.
+SUBSET ?= auto
+backup-verify:
+	$(BACKUP_CMD) verify --subset $(SUBSET) $(BACKUP_OPTS)
 
 crontab:
 	.venv/bin/python manage.py crontab $(CRONTAB_ARGS)

@@ -13,7 +13,7 @@ class BackupsConfig(AppConfig):
 
         from . import config
         from .metrics import BackupCollector
-        from .schedules import scheduled_backups
+        from .schedules import scheduled_backups, scheduled_verifications
 
         register_companion(
             Companion(
@@ -25,3 +25,4 @@ class BackupsConfig(AppConfig):
         )
         register_collector("backups", BackupCollector)
         register_schedule("backups", scheduled_backups)
+        register_schedule("backup-verifications", scheduled_verifications)

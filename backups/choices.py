@@ -2,7 +2,7 @@
 
 from django.db import models
 
-__all__ = ["BackupMethod", "RecordStatus", "TierKind"]
+__all__ = ["BackupMethod", "ProofStatus", "RecordStatus", "TierKind"]
 
 
 class TierKind(models.TextChoices):
@@ -40,3 +40,12 @@ class RecordStatus(models.TextChoices):
     RUNNING = "running", "Running"
     SUCCEEDED = "succeeded", "Succeeded"
     FAILED = "failed", "Failed"
+
+
+class ProofStatus(models.TextChoices):
+    """The outcome of a repository check or a restore drill."""
+
+    RUNNING = "running", "Running"
+    PASSED = "passed", "Passed"
+    FAILED = "failed", "Failed"
+    ERROR = "error", "Could not run"

@@ -4,7 +4,7 @@ from django import forms
 
 from .schema import BACKUP_TYPES
 
-__all__ = ["BackupEnvironmentForm", "BackupServiceForm"]
+__all__ = ["BackupEnvironmentForm", "BackupServiceForm", "VerifyForm"]
 
 TYPE_CHOICES = [("", "default")] + [(name, name) for name in BACKUP_TYPES]
 
@@ -24,3 +24,15 @@ class BackupServiceForm(BackupEnvironmentForm):
 
     service = forms.SlugField(max_length=80)
     strategy = forms.SlugField(max_length=40, required=False)
+
+
+class VerifyForm(forms.Form):
+    """Verify the repositories: which packs to re-read besides the structure."""
+
+    subset = forms.ChoiceField(
+        choices=[("auto", "next group"), ("all", "all"), ("none", "structure only")],
+        required=False,
+    )
+
+    def clean_subset(self):
+        return self.cleaned_data["subset"] or "auto"

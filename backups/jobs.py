@@ -42,10 +42,12 @@ from .restic import ResticError
 from .schema import BACKUP_TYPES, STRATEGIES
 from .strategies import BackupContext, strategy_for
 from .tiers import BackupError, repository, snapshot_host
+from .verify import VerifyBackupsJob
 
 __all__ = [
     "BackupServiceJob",
     "PruneBackupsJob",
+    "VerifyBackupsJob",
     "fail_abandoned_records",
     "snapshot_tags",
 ]

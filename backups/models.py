@@ -13,13 +13,16 @@ from django.db import models
 from django.urls import reverse
 from django.utils import timezone
 
-from .choices import BackupMethod, RecordStatus, TierKind
+from .choices import BackupMethod, ProofStatus, RecordStatus, TierKind
 
 __all__ = [
+    "BackupAlert",
     "BackupConfigValue",
     "BackupPolicy",
     "BackupRecord",
     "BackupStrategy",
+    "RepositoryCheck",
+    "RestoreDrill",
     "StorageTier",
 ]
 
@@ -267,6 +270,17 @@ class BackupRecord(models.Model):
         blank=True,
         help_text="When the tier's retention removed the snapshot.",
     )
+    verified = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When a check of its repository first passed after it was written.",
+    )
+    damaged = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When a check of its repository found data it needs damaged.",
+    )
+    damage = models.TextField(blank=True, help_text="What the check found.")
 
     class Meta:
         ordering = ["-created", "-id"]
@@ -300,8 +314,21 @@ class BackupRecord(models.Model):
 
     @property
     def restorable(self):
-        """Whether the snapshot exists: succeeded and not pruned."""
-        return self.status == RecordStatus.SUCCEEDED and self.pruned is None
+        """Whether the snapshot exists intact: succeeded, not pruned, not
+        damaged."""
+        return (
+            self.status == RecordStatus.SUCCEEDED
+            and self.pruned is None
+            and self.damaged is None
+        )
+
+    def last_drill(self):
+        """Return the newest finished restore drill of this record, or None."""
+        return (
+            self.drills.exclude(status=ProofStatus.RUNNING)
+            .order_by("-created", "-id")
+            .first()
+        )
 
     @property
     def abandoned(self):
@@ -326,3 +353,142 @@ class BackupRecord(models.Model):
         if self.abandoned and not self.error:
             return ABANDONED_ERROR
         return self.error
+
+
+class RepositoryCheck(models.Model):
+    """One ``restic check`` of an environment's repository in one tier.
+
+    Every check verifies the repository's structure (index, snapshots,
+    trees); one with a ``subset`` (``n/N``) also re-reads the data of the
+    n-th of N groups of packs. The packs it read are kept (``packs_read``,
+    id prefixes) so the ledger knows which of today's packs have been
+    re-read within the verification window: ``covered_packs`` of
+    ``packs_total`` when this check finished.
+    """
+
+    environment = models.ForeignKey(
+        "stacks.Environment",
+        on_delete=models.CASCADE,
+        related_name="repository_checks",
+    )
+    tier = models.ForeignKey(
+        StorageTier, on_delete=models.CASCADE, related_name="checks"
+    )
+    operation = models.ForeignKey(
+        "portal.Operation",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="repository_checks",
+    )
+    status = models.CharField(
+        max_length=20, choices=ProofStatus.choices, default=ProofStatus.RUNNING
+    )
+    subset = models.CharField(
+        max_length=20, blank=True, help_text="n/N: the group of packs re-read."
+    )
+    packs_total = models.PositiveIntegerField(null=True, blank=True)
+    bytes_total = models.BigIntegerField(null=True, blank=True)
+    packs_read = models.JSONField(default=list, blank=True)
+    bytes_read = models.BigIntegerField(null=True, blank=True)
+    covered_packs = models.PositiveIntegerField(null=True, blank=True)
+    covered_bytes = models.BigIntegerField(null=True, blank=True)
+    damaged_packs = models.JSONField(default=list, blank=True)
+    damaged_records = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    created = models.DateTimeField(default=timezone.now, db_index=True)
+    finished = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+
+    def __str__(self):
+        subset = f" {self.subset}" if self.subset else ""
+        return f"check of {self.environment} {self.tier}{subset} #{self.pk}"
+
+    @property
+    def coverage(self):
+        """The share (0..1) of the repository's packs re-read in the window."""
+        if not self.packs_total:
+            return None if self.packs_total is None else 1.0
+        return (self.covered_packs or 0) / self.packs_total
+
+
+class RestoreDrill(models.Model):
+    """One restore of a record's snapshot into a throw-away container.
+
+    ``proof`` holds what was compared with the record's manifest: a list of
+    ``{"what", "expected", "found", "ok"}``, the image and version used, and
+    how long each step took.
+    """
+
+    record = models.ForeignKey(
+        BackupRecord, on_delete=models.CASCADE, related_name="drills"
+    )
+    operation = models.ForeignKey(
+        "portal.Operation",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="restore_drills",
+    )
+    status = models.CharField(
+        max_length=20, choices=ProofStatus.choices, default=ProofStatus.RUNNING
+    )
+    proof = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    created = models.DateTimeField(default=timezone.now, db_index=True)
+    finished = models.DateTimeField(null=True, blank=True)
+    duration_s = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+
+    def __str__(self):
+        return f"drill of {self.record} #{self.pk}"
+
+    @property
+    def differences(self):
+        """The compared items that did not match."""
+        return [c for c in self.proof.get("compared", []) if not c.get("ok")]
+
+
+class BackupAlert(models.Model):
+    """A breach of a backup's allowed age (its RPO), open until it clears.
+
+    One row per breach: opened when the newest proven or verified backup of
+    a service's scheduled strategy in a tier is older than allowed, cleared
+    when a newer one is proven or verified. Notifications go out once when
+    it opens and once when it clears.
+    """
+
+    environment = models.ForeignKey(
+        "stacks.Environment", on_delete=models.CASCADE, related_name="backup_alerts"
+    )
+    service_name = models.CharField(max_length=80)
+    strategy = models.CharField(max_length=40)
+    tier = models.ForeignKey(
+        StorageTier, on_delete=models.CASCADE, related_name="alerts"
+    )
+    message = models.TextField()
+    opened = models.DateTimeField(default=timezone.now, db_index=True)
+    cleared = models.DateTimeField(null=True, blank=True)
+    notified = models.DateTimeField(null=True, blank=True)
+    cleared_notified = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-opened", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["environment", "service_name", "strategy", "tier"],
+                condition=models.Q(cleared__isnull=True),
+                name="backups_alert_one_open",
+            )
+        ]
+
+    def __str__(self):
+        state = "open" if self.cleared is None else "cleared"
+        return (
+            f"{self.environment} {self.service_name} {self.strategy} ({self.tier}): "
+            f"{state}"
+        )

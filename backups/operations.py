@@ -34,6 +34,7 @@ __all__ = [
     "prune_backups",
     "request_backup",
     "running_backup",
+    "verify_backups",
 ]
 
 #: The operation kinds that read an environment's data into its tiers: what
@@ -205,9 +206,33 @@ def newest_good(records):
 def latest_records(environment):
     """Return {(service, strategy, tier): newest restorable record}."""
     records = newest_good(
-        BackupRecord.objects.filter(environment=environment, pruned__isnull=True)
+        BackupRecord.objects.filter(
+            environment=environment, pruned__isnull=True, damaged__isnull=True
+        )
     )
     return {(r.service_name, r.strategy, r.tier.name): r for r in records}
+
+
+def verify_backups(
+    environment, *, user, tier=None, subset="auto", wait=True, enqueue=True
+):
+    """Request a verification of ``environment``'s repositories; return the
+    Operation.
+
+    ``subset``: ``auto`` (the next group of packs in the rotation), ``n/N``,
+    ``all`` or ``none`` (the structure only). See :mod:`backups.verify`.
+    """
+    parameters = {"subset": subset}
+    if tier:
+        parameters["tier"] = tier
+    return request_operation(
+        "backup.verify",
+        user=user,
+        environment=environment,
+        parameters=parameters,
+        wait=wait,
+        enqueue=enqueue,
+    )
 
 
 def prune_backups(

@@ -20,11 +20,19 @@ import shutil
 import subprocess
 import threading
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from django.conf import settings
 
-__all__ = ["RESTIC", "Repository", "ResticError"]
+__all__ = [
+    "RESTIC",
+    "CheckReport",
+    "PackInfo",
+    "Repository",
+    "ResticError",
+    "pack_group",
+]
 
 #: The restic program (Debian's package).
 RESTIC = shutil.which("restic") or "/usr/bin/restic"
@@ -32,6 +40,43 @@ RESTIC = shutil.which("restic") or "/usr/bin/restic"
 STDERR_LIMIT = 64 * 1024
 # Bytes written to restic's standard input at a time.
 PIPE_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class PackInfo:
+    """One pack file of a repository, from its index."""
+
+    id: str
+    size: int
+    data_blobs: int
+    tree_blobs: tuple
+
+
+@dataclass
+class CheckReport:
+    """What one ``restic check`` found.
+
+    ``damaged_packs`` are the full ids of packs restic reported missing or
+    unreadable or whose content does not match their id; packs no index
+    references (left by an interrupted backup) are harmless and not listed.
+    """
+
+    ok: bool
+    output: str
+    damaged_packs: set = field(default_factory=set)
+    damaged_pack_prefixes: set = field(default_factory=set)
+    read_packs: int | None = None
+
+
+# restic check's words for a damaged pack (0.14 .. 0.17).
+_PACK_ERROR = re.compile(
+    r"(?:\bpack ([0-9a-f]{64})(?!: not referenced in any index))"
+    r"|(?:want ([0-9a-f]{64}), got)",
+    re.I,
+)
+_PACK_LOAD_ERROR = re.compile(r"<data/([0-9a-f]{8,64})>")
+_READ_PACKS = re.compile(r"read .*?\(out of total (\d+) packs", re.I)
+_READ_PROGRESS = re.compile(r"(\d+) / (\d+) packs")
 
 
 class ResticError(Exception):
@@ -353,12 +398,109 @@ class Repository:
             self.run("prune", timeout=6 * 3600)
         return groups
 
-    def check(self, *, read_data_subset=None):
-        """Run ``restic check``; return its output. Raises ResticError on damage."""
+    def check(self, *, read_data_subset=None, timeout=6 * 3600):
+        """Run ``restic check``; return a :class:`CheckReport`.
+
+        ``read_data_subset`` (``"n/N"``) also reads and verifies the packs of
+        the n-th of N groups (a pack is in group ``first byte of its id % N
+        + 1``: :func:`pack_group`). Damage is reported, not raised; a
+        failure to open the repository (password, lock, network) raises
+        ResticError.
+        """
         args = ["check"]
         if read_data_subset:
             args.append(f"--read-data-subset={read_data_subset}")
-        return self.run(*args, timeout=6 * 3600)
+        done = subprocess.run(
+            self.argv(*args),
+            env=self.environ(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            timeout=timeout,
+            check=False,
+        )
+        output = done.stdout.decode("utf-8", "replace")
+        report = CheckReport(ok=done.returncode == 0, output=output)
+        for match in _PACK_ERROR.finditer(output):
+            report.damaged_packs.add((match.group(1) or match.group(2)).lower())
+        for match in _PACK_LOAD_ERROR.finditer(output):
+            report.damaged_pack_prefixes.add(match.group(1).lower())
+        progress = _READ_PROGRESS.findall(output)
+        if read_data_subset and progress:
+            report.read_packs = int(progress[-1][1])
+        if not report.ok and not (
+            report.damaged_packs
+            or report.damaged_pack_prefixes
+            or "repository contains errors" in output
+        ):
+            # restic did not get to check anything: say why, as every run does.
+            raise _explain(self.name, "check", output)
+        return report
+
+    def packs(self):
+        """Return {pack id: :class:`PackInfo`} from the repository's index.
+
+        Reads every index file (``restic cat index``); the sizes are those of
+        the blobs the index places in each pack.
+        """
+        packs = {}
+        for index_id in self.run("list", "index", timeout=600).split():
+            index = self.run("cat", "index", index_id, parse_json=True, timeout=600)
+            for pack in (index or {}).get("packs") or []:
+                blobs = pack.get("blobs") or []
+                size = max((b["offset"] + b["length"] for b in blobs), default=0)
+                trees = tuple(b["id"] for b in blobs if b.get("type") == "tree")
+                packs[pack["id"]] = PackInfo(
+                    id=pack["id"],
+                    size=size,
+                    data_blobs=len(blobs) - len(trees),
+                    tree_blobs=trees,
+                )
+        return packs
+
+    def snapshots_using(self, pack_ids, packs=None):
+        """Return the ids of the snapshots that need any of ``pack_ids``.
+
+        A snapshot needs a pack when a file's data or one of its trees (its
+        root tree included) is stored there. ``packs`` is :meth:`packs`'s
+        answer, when already read.
+        """
+        pack_ids = set(pack_ids)
+        if not pack_ids:
+            return set()
+        packs = packs if packs is not None else self.packs()
+        used = set()
+        data_packs = [p for p in pack_ids if p not in packs or packs[p].data_blobs]
+        if data_packs:
+            found = self.run("find", "--json", "--pack", *data_packs, parse_json=True)
+            used.update(_found_snapshots(found))
+        trees = {t for p in pack_ids if p in packs for t in packs[p].tree_blobs}
+        if trees:
+            for snapshot in self.snapshots():
+                if snapshot.get("tree") in trees:
+                    used.add(snapshot["id"])
+            found = self.run(
+                "find", "--json", "--tree", *sorted(trees), parse_json=True
+            )
+            used.update(_found_snapshots(found))
+        return used
+
+
+def pack_group(pack_id, groups):
+    """Return the group (1..groups) of ``pack_id`` in ``--read-data-subset
+    n/groups``: restic's rule, the first byte of the id modulo the count."""
+    return int(pack_id[:2], 16) % groups + 1
+
+
+def _found_snapshots(found):
+    """Return the snapshot ids in ``restic find --json``'s answer."""
+    snapshots = set()
+    for item in found or []:
+        if "snapshot" in item:
+            snapshots.add(item["snapshot"])
+        for match in item.get("matches") or []:
+            if "snapshot" in match:
+                snapshots.add(match["snapshot"])
+    return snapshots
 
 
 # Hot path: one iteration per restic JSON message (a status line a second).

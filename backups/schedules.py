@@ -11,8 +11,9 @@ from portal.choices import Verb
 from portal.schedules import ScheduledCommand
 
 from .models import BackupPolicy
+from .verify import integrity_settings
 
-__all__ = ["scheduled_backups"]
+__all__ = ["scheduled_backups", "scheduled_verifications"]
 
 
 def scheduled_backups():
@@ -33,4 +34,30 @@ def scheduled_backups():
             + (", ".join(policy.tiers) or "no tier"),
         )
         for policy in policies
+        if policy.tiers
+    ]
+
+
+def scheduled_verifications():
+    """Return each backed-up environment's verification command
+    (``verification.integrity.schedule``), when verification is enabled."""
+    settings = integrity_settings()
+    if not settings.enabled:
+        return []
+    policies = BackupPolicy.objects.select_related("environment").order_by(
+        "environment__name"
+    )
+    return [
+        ScheduledCommand(
+            name=f"backup-verify-{policy.environment.name}",
+            schedule=settings.schedule,
+            args=("backup", "verify", "--env", policy.environment.name, "--scheduled"),
+            environment=policy.environment.name,
+            verb=Verb.CHECK,
+            description=f"check the repositories and re-read the next 1/"
+            f"{settings.groups} of their packs (all within "
+            f"{settings.read_all_within_days} days)",
+        )
+        for policy in policies
+        if policy.tiers
     ]

@@ -54,6 +54,24 @@ SERVICE_KEYS = (
     "restore_commands",
 )
 FREQUENCIES = ("hourly", "daily", "weekly", "monthly")
+VERIFICATION_KEYS = ("checksum", "restore_test", "integrity")
+RESTORE_TEST_KEYS = (
+    "enabled",
+    "frequency",
+    "schedule",
+    "pick",
+    "test_environment",
+    "test_services",
+)
+INTEGRITY_KEYS = (
+    "enabled",
+    "check_frequency",
+    "schedule",
+    "read_all_within_days",
+    "repair_on_error",
+)
+#: Which record a scheduled restore drill takes.
+DRILL_PICKS = ("latest", "random")
 #: Where each kind of tier names its location.
 TIER_LOCATION_KEY = {
     TierKind.FILESYSTEM: "path",
@@ -120,16 +138,73 @@ def check_backup_strategies(doc, file, *, environments, services=None):
     service_section = checker.section(doc, "services")
     for name, values in service_section.items():
         _check_service(checker, service_section, name, values, services)
-    restore_test = checker.section(checker.section(doc, "verification"), "restore_test")
+    _check_verification(checker, checker.section(doc, "verification"), services)
+    return checker.errors
+
+
+def _check_verification(checker, verification, services):
+    checker.keys(verification, "verification", VERIFICATION_KEYS)
+    restore_test = checker.section(verification, "restore_test")
+    path = "verification.restore_test"
+    checker.keys(restore_test, path, RESTORE_TEST_KEYS)
     target = restore_test.get("test_environment")
     if target is not None:
         checker.environment_name(
-            restore_test,
-            "test_environment",
-            "verification.restore_test.test_environment",
-            target,
+            restore_test, "test_environment", f"{path}.test_environment", target
         )
-    return checker.errors
+    checker.schedule(restore_test, "schedule", f"{path}.schedule")
+    pick = restore_test.get("pick")
+    if pick is not None and pick not in DRILL_PICKS:
+        checker.error(
+            restore_test,
+            "pick",
+            f"{path}.pick",
+            f"unknown pick {pick!r} (one of: {', '.join(DRILL_PICKS)})",
+        )
+    frequency = restore_test.get("frequency")
+    if frequency is not None and frequency not in FREQUENCIES:
+        checker.error(
+            restore_test,
+            "frequency",
+            f"{path}.frequency",
+            f"unknown frequency {frequency!r} (one of: {', '.join(FREQUENCIES)})",
+        )
+    listed = restore_test.get("test_services")
+    if listed is not None:
+        if not isinstance(listed, list):
+            checker.error(
+                restore_test,
+                "test_services",
+                f"{path}.test_services",
+                "expected a list",
+            )
+        elif services is not None:
+            for i, name in enumerate(listed):
+                if name not in services:
+                    checker.unknown(
+                        listed, i, f"{path}.test_services", "service", name, services
+                    )
+    integrity = checker.section(verification, "integrity")
+    path = "verification.integrity"
+    checker.keys(integrity, path, INTEGRITY_KEYS)
+    checker.schedule(integrity, "schedule", f"{path}.schedule")
+    frequency = integrity.get("check_frequency")
+    if frequency is not None and frequency not in FREQUENCIES:
+        checker.error(
+            integrity,
+            "check_frequency",
+            f"{path}.check_frequency",
+            f"unknown frequency {frequency!r} (one of: {', '.join(FREQUENCIES)})",
+        )
+    window = integrity.get("read_all_within_days")
+    checker.days(integrity, "read_all_within_days", f"{path}.read_all_within_days")
+    if isinstance(window, int) and not isinstance(window, bool) and window < 1:
+        checker.error(
+            integrity,
+            "read_all_within_days",
+            f"{path}.read_all_within_days",
+            "expected at least 1 day",
+        )
 
 
 def _check_tier(checker, tiers, name, values):

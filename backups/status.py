@@ -15,26 +15,37 @@ never called overdue: nothing runs them on a schedule.
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.db.models import Count, F, Max, OuterRef, Q, Subquery
+from django.db.models import Count, F, Max, OuterRef, Q, Subquery, Window
+from django.db.models.functions import RowNumber
 from django.utils import timezone
 
 from portal.choices import OperationStatus
 from portal.models import Operation, format_duration
 
-from .choices import RecordStatus
-from .models import BackupPolicy, BackupRecord, BackupStrategy, StorageTier
+from .choices import ProofStatus, RecordStatus
+from .models import (
+    BackupPolicy,
+    BackupRecord,
+    BackupStrategy,
+    RepositoryCheck,
+    StorageTier,
+)
 from .operations import BACKUP_KINDS, backed_up_services, newest_good
 from .strategies import default_strategy
 
 __all__ = [
     "BackupState",
     "EnvironmentBackups",
+    "RepositoryState",
+    "repository_states",
     "backup_states",
     "environment_backups",
     "failed_records",
     "format_age",
 ]
 
+# The operations the page's "Running" table follows.
+PAGE_KINDS = (*BACKUP_KINDS, "backup.verify", "backup.drill", "backup.prune")
 # How many failed records the page lists.
 FAILURES_SHOWN = 50
 
@@ -122,6 +133,83 @@ class BackupState:
 
 
 @dataclass
+class RepositoryState:
+    """How one repository of an environment stands in its verification.
+
+    ``last`` is the newest finished check, ``last_passed`` the newest that
+    passed; the ledger (re-read share) is ``last``'s; ``damaged`` counts the
+    records of this repository a check found damaged.
+    """
+
+    tier: object
+    last: RepositoryCheck | None = None
+    last_passed: RepositoryCheck | None = None
+    damaged: int = 0
+
+    @property
+    def coverage(self):
+        return self.last.coverage if self.last is not None else None
+
+    @property
+    def state(self):
+        """``never checked``, ``passed``, ``damaged`` or ``error``."""
+        if self.last is None:
+            return "never checked"
+        if self.last.status == ProofStatus.FAILED or self.damaged:
+            return "damaged"
+        return str(self.last.status)
+
+
+def repository_states(environment, policy=None):
+    """Return a :class:`RepositoryState` per repository tier of the
+    environment's policy, in the policy's order (four queries, whatever the
+    number of tiers and checks)."""
+    policy = policy or BackupPolicy.objects.filter(environment=environment).first()
+    if policy is None or not policy.tiers:
+        return []
+    tiers = {
+        t.name: t
+        for t in StorageTier.objects.filter(name__in=policy.tiers)
+        if t.is_repository
+    }
+    states = {
+        tiers[name].pk: RepositoryState(tier=tiers[name])
+        for name in policy.tiers
+        if name in tiers
+    }
+    checks = RepositoryCheck.objects.filter(
+        environment=environment, tier_id__in=states
+    ).exclude(status=ProofStatus.RUNNING)
+    for check in _newest_per_tier(checks).select_related("operation"):
+        states[check.tier_id].last = check
+    for check in _newest_per_tier(checks.filter(status=ProofStatus.PASSED)):
+        states[check.tier_id].last_passed = check
+    damaged = (
+        BackupRecord.objects.filter(
+            environment=environment,
+            tier_id__in=states,
+            damaged__isnull=False,
+            pruned__isnull=True,
+        )
+        .values("tier_id")
+        .annotate(n=Count("id"))
+    )
+    for row in damaged:
+        states[row["tier_id"]].damaged = row["n"]
+    return list(states.values())
+
+
+def _newest_per_tier(checks):
+    return checks.annotate(
+        rank=Window(
+            RowNumber(),
+            partition_by=[F("tier_id")],
+            order_by=[F("created").desc(), F("id").desc()],
+        )
+    ).filter(rank=1)
+
+
+@dataclass
 class EnvironmentBackups:
     """Everything the backups page shows of one environment."""
 
@@ -130,6 +218,7 @@ class EnvironmentBackups:
     rows: list = field(default_factory=list)
     failures: list = field(default_factory=list)
     running: list = field(default_factory=list)
+    repositories: list = field(default_factory=list)
 
     @property
     def overdue(self):
@@ -246,7 +335,7 @@ def running_backups(environments):
     return list(
         Operation.objects.filter(
             environment__in=environments,
-            kind__in=BACKUP_KINDS,
+            kind__in=PAGE_KINDS,
             status__in=OperationStatus.ACTIVE,
         )
         .select_related("environment", "stack", "service", "requested_by")
@@ -272,10 +361,12 @@ def environment_backups(environment, *, now=None):
             failures.append(record)
         if len(failures) == FAILURES_SHOWN:
             break
+    policy = BackupPolicy.objects.filter(environment=environment).first()
     return EnvironmentBackups(
         environment=environment,
-        policy=BackupPolicy.objects.filter(environment=environment).first(),
+        policy=policy,
         rows=rows,
         failures=failures,
         running=running_backups([environment]),
+        repositories=repository_states(environment, policy),
     )

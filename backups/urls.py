@@ -20,5 +20,10 @@ urlpatterns = [
         views.backup_environment,
         name="backup_environment",
     ),
+    path(
+        "environments/<str:name>/backups/verify/",
+        views.verify_environment,
+        name="verify_environment",
+    ),
     path("backups/records/<int:pk>/", views.record_detail, name="record_detail"),
 ]

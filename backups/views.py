@@ -15,12 +15,13 @@ from stacks.models import Environment, Service
 
 from . import operations
 from .choices import RecordStatus
-from .forms import TYPE_CHOICES, BackupEnvironmentForm, BackupServiceForm
+from .forms import TYPE_CHOICES, BackupEnvironmentForm, BackupServiceForm, VerifyForm
 from .instructions import restore_instructions
 from .models import BackupRecord, BackupStrategy
 from .schema import STRATEGIES
 from .status import environment_backups as backups_of
 from .status import format_age
+from .verify import integrity_settings
 
 
 def _page(environment):
@@ -52,6 +53,8 @@ def environment_backups(request, name):
             "backups": backups,
             "services": services,
             "can_backup": user_can(request.user, Verb.BACKUP, environment),
+            "can_check": user_can(request.user, Verb.CHECK, environment),
+            "integrity": integrity_settings(),
             "type_choices": TYPE_CHOICES,
             "terminal_statuses": list(OperationStatus.TERMINAL),
         },
@@ -120,6 +123,33 @@ def backup_environment(request, name):
             f"Queued {len(queued)} backup operation(s) in {environment.name}: "
             f"{', '.join(queued)}.",
         )
+    return redirect(_page(environment))
+
+
+@login_required
+@require_POST
+def verify_environment(request, name):
+    """Queue a verification of the environment's repositories."""
+    environment = get_object_or_404(Environment, name=name)
+    require(request.user, Verb.CHECK, environment)
+    form = VerifyForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, f"Not a verification request: {_errors(form)}")
+        return redirect(_page(environment))
+    try:
+        operation = operations.verify_backups(
+            environment, user=request.user, subset=form.cleaned_data["subset"]
+        )
+    except (OperationConflict, ValueError) as exc:
+        messages.error(request, str(exc))
+        return redirect(_page(environment))
+    tiers = ", ".join(
+        f"{tier} {subset}"
+        for tier, subset in (operation.plan or {}).get("tiers", {}).items()
+    )
+    messages.success(
+        request, f"Queued operation {operation.pk}: verify {tiers or 'no repository'}."
+    )
     return redirect(_page(environment))
 
 

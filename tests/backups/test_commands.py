@@ -194,10 +194,31 @@ def test_schedule_shows_the_cron_line_and_next_runs(env, admin):
 def test_schedule_of_an_environment_without_one(env, admin):
     BackupPolicy.objects.filter(environment=env).update(schedule="")
     out, _err, _error = run("backup", "schedule", "--env", env.name, "--user", "root")
-    assert out == (
+    lines = out.splitlines()
+    assert lines[0] == (
         f"Environment {env.name} has no backup schedule (backup_schedule in "
-        "configs/backup-strategies.yaml).\n"
+        "configs/backup-strategies.yaml)."
     )
+    # The verification of what is already there keeps its schedule.
+    assert lines[1].startswith(f"backup-verify-{env.name}: 0 5 * * * (check the ")
+
+
+def test_schedule_shows_the_verification_line(env, admin):
+    out, _err, _error = run("backup", "schedule", "--env", env.name, "--user", "root")
+    lines = out.splitlines()
+    assert lines[3] == (
+        f"backup-verify-{env.name}: 0 5 * * * (check the repositories and re-read "
+        "the next 1/7 of their packs (all within 7 days))"
+    )
+    schedule, user, command = _split_line(lines[5].strip())
+    assert schedule == "0 5 * * *"
+    assert shlex.split(command)[2:7] == [
+        "backup",
+        "verify",
+        "--env",
+        env.name,
+        "--scheduled",
+    ]
 
 
 # -- full, service: real operations ----------------------------------------------
@@ -368,7 +389,7 @@ def test_crontab_renders_one_line_per_scheduled_environment(env, admin, tmp_path
         p.environment.name: p.schedule
         for p in BackupPolicy.objects.select_related("environment").exclude(schedule="")
     }
-    seen = {}
+    seen, verified = {}, {}
     start = datetime(2025, 1, 1)
     for comments, schedule, user, command in entries:
         assert croniter.is_valid(schedule)
@@ -376,6 +397,14 @@ def test_crontab_renders_one_line_per_scheduled_environment(env, admin, tmp_path
         assert argv[0] == os.path.abspath(sys.executable)
         assert argv[1] == str(ROOT / "manage.py")
         name = argv[5]
+        if argv[3] == "verify":
+            assert argv[2:5] == ["backup", "verify", "--env"]
+            assert argv[-2:] == [f">>{tmp_path}/backup-verify-{name}.log", "2>&1"] or (
+                argv[-3:] == [">>", f"{tmp_path}/backup-verify-{name}.log", "2>&1"]
+            )
+            assert schedule == "0 5 * * *"
+            verified[name] = user
+            continue
         assert argv[2:5] == ["backup", "full", "--env"]
         assert argv[6:] == [
             "--scheduled",
@@ -393,6 +422,8 @@ def test_crontab_renders_one_line_per_scheduled_environment(env, admin, tmp_path
         seen[name] = user
     assert set(seen) == set(policies) and env.name in seen
     assert set(seen.values()) == {getpass.getuser()}
+    # Every environment with tiers has its repositories verified.
+    assert env.name in verified and set(verified) >= set(policies)
     assert err == ""
 
 
@@ -403,8 +434,9 @@ def test_crontab_warns_when_the_acting_user_may_not_back_up(env, make_user):
         f"vera may not back up in {env.name}: this line will be refused (pass --user "
         "to crontab, or grant that user a role there)"
     )
-    assert f"# WARNING: {warning}\n" in out
-    assert err == f"Warning: {warning}.\n"
+    check = warning.replace("may not back up", "may not run checks")
+    assert f"# WARNING: {warning}\n" in out and f"# WARNING: {check}\n" in out
+    assert err == f"Warning: {warning}.\nWarning: {check}.\n"
 
 
 def test_crontab_install_writes_the_file_and_the_log_folder(env, admin, tmp_path):
@@ -422,11 +454,13 @@ def test_crontab_install_writes_the_file_and_the_log_folder(env, admin, tmp_path
         "--run-as",
         "backup",
     )
-    assert out == f"Installed 1 cron line(s) in {target}; logs in {logs}.\n"
+    assert out == f"Installed 2 cron line(s) in {target}; logs in {logs}.\n"
     assert logs.is_dir()
     assert target.stat().st_mode & 0o777 == 0o644
     _variables, entries = parse_cron_file(target.read_text())
-    ((_comments, schedule, user, command),) = entries
+    (_comments, schedule, user, command), verify = entries
+    assert verify[1:3] == ("0 5 * * *", "backup")
+    assert f"backup verify --env {env.name} --scheduled" in verify[3]
     assert (schedule, user) == ("30 2 * * *", "backup")
     assert f"--env {env.name} --scheduled >> {logs}/backup-{env.name}.log 2>&1" in (
         command
@@ -448,8 +482,11 @@ def test_crontab_refuses_an_invalid_schedule_and_writes_nothing(env, tmp_path):
 
 
 def _run_cron_line(text, tmp_path):
-    """Run the only line of cron file ``text`` as cron does; return its log."""
-    variables, ((_comments, _schedule, _user, command),) = parse_cron_file(text)
+    """Run the backup line of cron file ``text`` as cron does; return its log."""
+    variables, entries = parse_cron_file(text)
+    ((_comments, _schedule, _user, command),) = [
+        entry for entry in entries if " backup full " in entry[3]
+    ]
     environ = {
         **variables,
         "HOME": os.environ.get("HOME", "/root"),

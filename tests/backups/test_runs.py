@@ -101,7 +101,7 @@ def test_worker_killed_mid_backup_leaves_no_good_record_and_a_sound_repository(
     assert not BackupRecord.objects.filter(operation=operation, status="succeeded")
     assert repo.snapshots() == []
     repo.unlock()
-    repo.check()
+    assert repo.check().ok
 
     again = run_inline(
         backup_service(
@@ -189,4 +189,4 @@ def test_prune_dry_run_lists_what_goes_and_removes_nothing(running, operator):
     assert pruned.count() == 2
     newest = BackupRecord.objects.filter(environment=env).order_by("-id").first()
     assert newest.restorable and newest.snapshot_id in after
-    repo.check()
+    assert repo.check().ok

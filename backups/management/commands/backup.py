@@ -8,11 +8,14 @@
     manage.py backup list --env E [--service S] [--strategy X] [--tier T]
         [--status S] [--limit N] [--user U]
     manage.py backup schedule --env E [--user U]
+    manage.py backup verify --env E [--tier T] [--subset auto|n/N|all|none]
+        [--scheduled] [--user U] [--enqueue [--wait]] [--no-queue]
 
 The make targets ``backup-status``, ``backup-full``, ``backup-service``,
-``backup-list`` and ``backup-schedule`` call this with ``ENVIRONMENT``.
-``status`` exits non-zero when a scheduled backup is overdue; ``full``
-when any service's backup did not succeed.
+``backup-list``, ``backup-schedule`` and ``backup-verify`` call this with
+``ENVIRONMENT``. ``status`` exits non-zero when a scheduled backup is
+overdue; ``full`` when any service's backup did not succeed; ``verify``
+when a repository could not be checked or holds damage.
 """
 
 from django.core.exceptions import PermissionDenied
@@ -21,7 +24,7 @@ from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 
 from backups.choices import RecordStatus
-from backups.models import BackupRecord
+from backups.models import BackupRecord, RepositoryCheck
 from backups.operations import (
     BackupTarget,
     environment_backup_targets,
@@ -29,6 +32,7 @@ from backups.operations import (
 )
 from backups.schema import BACKUP_TYPES
 from backups.status import environment_backups, failed_records
+from backups.verify import integrity_settings
 from portal.choices import Verb
 from portal.management.base import OperationCommand
 from portal.permissions import require
@@ -75,7 +79,28 @@ class Command(OperationCommand):
         schedule = actions.add_parser(
             "schedule", help="Show the cron line of the environment's backup schedule."
         )
-        for sub in (status, full, service, listing, schedule):
+        verify = actions.add_parser(
+            "verify",
+            help="Check every repository of the environment and re-read the "
+            "next group of its packs; exit 1 on damage.",
+        )
+        verify.add_argument("--tier", help="Only this storage tier.")
+        verify.add_argument(
+            "--subset",
+            default="auto",
+            help="Which packs to re-read: auto (default: the group after the last "
+            "one that passed, so every pack is re-read within "
+            "verification.integrity.read_all_within_days), n/N, all, or none "
+            "(the structure only).",
+        )
+        verify.add_argument(
+            "--scheduled",
+            action="store_true",
+            help="For cron: do nothing, successfully, when verification is "
+            "disabled (verification.integrity.enabled).",
+        )
+        self.add_run_arguments(verify)
+        for sub in (status, full, service, listing, schedule, verify):
             sub.add_argument("--env", required=True, help="Environment name or alias.")
             self.add_user_argument(sub)
         for sub in (full, service):
@@ -271,6 +296,40 @@ class Command(OperationCommand):
             parameters=target.request_parameters(options["backup_type"]),
         )
 
+    # -- verify ----------------------------------------------------------------
+
+    def do_verify(self, environment, options):
+        if options["scheduled"] and not integrity_settings().enabled:
+            self.stdout.write(
+                "Skipped: verification is disabled "
+                "(verification.integrity.enabled in configs/backup-strategies.yaml)."
+            )
+            return
+        parameters = {"subset": options["subset"]}
+        if options["tier"]:
+            parameters["tier"] = options["tier"]
+        since = timezone.now()
+        try:
+            self.run_kind(
+                "backup.verify", options, environment=environment, parameters=parameters
+            )
+        finally:
+            self.write_checks(environment, since)
+
+    def write_checks(self, environment, since):
+        """Write one line per repository check of ``environment`` since then."""
+        checks = RepositoryCheck.objects.filter(
+            environment=environment, created__gte=since
+        ).select_related("tier")
+        for check in checks.order_by("id"):
+            share = check.coverage
+            self.stdout.write(
+                f"  {check.tier.name:<10} {check.status:<7} "
+                f"{check.subset or 'structure':<9} ledger "
+                + (f"{share:.0%}" if share is not None else "-")
+                + (f"  {check.error}" if check.error else "")
+            )
+
     # -- list, schedule --------------------------------------------------------
 
     def do_list(self, environment, options):
@@ -333,11 +392,12 @@ class Command(OperationCommand):
     def do_schedule(self, environment, options):
         self.require(Verb.VIEW, environment, options)
         commands = scheduled_commands(environment=environment.name)
-        if not commands:
+        if not any(c.name == f"backup-{environment.name}" for c in commands):
             self.stdout.write(
                 f"Environment {environment.name} has no backup schedule "
                 "(backup_schedule in configs/backup-strategies.yaml)."
             )
+        if not commands:
             return
         for command in commands:
             self.stdout.write(
