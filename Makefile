@@ -66,7 +66,7 @@ CRONTAB_ARGS ?=
 BACKUP_CMD = .venv/bin/python manage.py backup
 BACKUP_OPTS = --env $(ENVIRONMENT) $(if $(PORTAL_USER),--user $(PORTAL_USER)) $(BACKUP_ARGS)
 
-.PHONY: backup-status backup-full backup-service backup-list backup-schedule backup-verify crontab
+.PHONY: backup-status backup-full backup-service backup-list backup-schedule backup-verify backup-alerts crontab
 
 backup-status:
 	$(BACKUP_CMD) status $(BACKUP_OPTS)
@@ -89,6 +89,11 @@ backup-schedule:
 SUBSET ?= auto
 backup-verify:
 	$(BACKUP_CMD) verify --subset $(SUBSET) $(BACKUP_OPTS)
+
+# make backup-alerts [ENVIRONMENT=demo]: open and clear the backup-age (RPO)
+# alerts, notifying each change once; non-zero while one is open.
+backup-alerts:
+	$(BACKUP_CMD) alerts $(BACKUP_OPTS)
 
 crontab:
 	.venv/bin/python manage.py crontab $(CRONTAB_ARGS)

@@ -8,12 +8,18 @@ class BackupsConfig(AppConfig):
 
     def ready(self):
         from portal.metrics import register_collector
+        from portal.panels import register_panel
         from portal.schedules import register_schedule
         from stacks.config.companions import Companion, register_companion
 
         from . import config
         from .metrics import BackupCollector
-        from .schedules import scheduled_backups, scheduled_verifications
+        from .panels import backup_panel
+        from .schedules import (
+            scheduled_alerts,
+            scheduled_backups,
+            scheduled_verifications,
+        )
 
         register_companion(
             Companion(
@@ -24,5 +30,7 @@ class BackupsConfig(AppConfig):
             )
         )
         register_collector("backups", BackupCollector)
+        register_panel("backups", backup_panel)
         register_schedule("backups", scheduled_backups)
         register_schedule("backup-verifications", scheduled_verifications)
+        register_schedule("backup-alerts", scheduled_alerts)

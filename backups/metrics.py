@@ -13,6 +13,12 @@ backup_states` (the same rows the page and ``backup status`` show):
 ``portal_backup_failed_records``           failed records, all kept
 ``portal_backup_failures_since_success``   failed records newer than the
                                            newest good backup
+``portal_backup_assured_age_seconds``      age of the newest backup proven
+                                           by a restore drill or verified by
+                                           a repository check
+``portal_backup_rpo_breach``               1 when a scheduled row has no
+                                           proven or verified backup within
+                                           its allowed age
 =========================================  ====================================
 
 and ``portal_backup_running{environment}``, the backup operations not
@@ -70,6 +76,16 @@ class BackupCollector:
                     "portal_backup_failures_since_success",
                     "Failed backup records newer than the newest good backup.",
                 ),
+                (
+                    "portal_backup_assured_age_seconds",
+                    "Age of the newest backup proven by a restore drill or verified "
+                    "by a repository check, seconds.",
+                ),
+                (
+                    "portal_backup_rpo_breach",
+                    "1 when a scheduled backup has no proven or verified backup "
+                    "within its allowed age.",
+                ),
             )
         }
         for state in backup_states(self.environments):
@@ -91,9 +107,16 @@ class BackupCollector:
                 families["portal_backup_allowed_age_seconds"].add_metric(
                     labels, state.allowed_age.total_seconds()
                 )
+            if state.assured is not None:
+                families["portal_backup_assured_age_seconds"].add_metric(
+                    labels, state.assured_age.total_seconds()
+                )
             if state.scheduled:
                 families["portal_backup_overdue"].add_metric(
                     labels, 1 if state.overdue else 0
+                )
+                families["portal_backup_rpo_breach"].add_metric(
+                    labels, 1 if state.at_risk else 0
                 )
             families["portal_backup_failed_records"].add_metric(
                 labels, state.failures_total

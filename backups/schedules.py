@@ -13,7 +13,10 @@ from portal.schedules import ScheduledCommand
 from .models import BackupPolicy
 from .verify import integrity_settings
 
-__all__ = ["scheduled_backups", "scheduled_verifications"]
+__all__ = ["scheduled_alerts", "scheduled_backups", "scheduled_verifications"]
+
+#: How often cron evaluates the backup-age alerts.
+ALERT_SCHEDULE = "*/15 * * * *"
 
 
 def scheduled_backups():
@@ -57,6 +60,26 @@ def scheduled_verifications():
             description=f"check the repositories and re-read the next 1/"
             f"{settings.groups} of their packs (all within "
             f"{settings.read_all_within_days} days)",
+        )
+        for policy in policies
+        if policy.tiers
+    ]
+
+
+def scheduled_alerts():
+    """Return each backed-up environment's alert evaluation (every 15 min),
+    so a breach is noticed even when nothing else runs."""
+    policies = BackupPolicy.objects.select_related("environment").order_by(
+        "environment__name"
+    )
+    return [
+        ScheduledCommand(
+            name=f"backup-alerts-{policy.environment.name}",
+            schedule=ALERT_SCHEDULE,
+            args=("backup", "alerts", "--env", policy.environment.name),
+            environment=policy.environment.name,
+            verb=Verb.VIEW,
+            description="open and clear backup-age alerts, notifying each change once",
         )
         for policy in policies
         if policy.tiers

@@ -15,7 +15,16 @@ never called overdue: nothing runs them on a schedule.
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.db.models import Count, F, Max, OuterRef, Q, Subquery, Window
+from django.db.models import (
+    Count,
+    Exists,
+    F,
+    Max,
+    OuterRef,
+    Q,
+    Subquery,
+    Window,
+)
 from django.db.models.functions import RowNumber
 from django.utils import timezone
 
@@ -28,6 +37,7 @@ from .models import (
     BackupRecord,
     BackupStrategy,
     RepositoryCheck,
+    RestoreDrill,
     StorageTier,
 )
 from .operations import BACKUP_KINDS, backed_up_services, newest_good
@@ -89,6 +99,49 @@ class BackupState:
     failures_total: int = 0
     last_failure: datetime | None = None
     sort_key: tuple = ()
+    #: The newest backup proven by a restore drill or verified by a check of
+    #: its repository (intact, not pruned): what the RPO is judged on.
+    assured: BackupRecord | None = None
+
+    @property
+    def assured_age(self):
+        """How old the newest proven or verified backup is (None: none)."""
+        if self.assured is None:
+            return None
+        return self.now - self.assured.data_read
+
+    @property
+    def at_risk(self):
+        """Whether the RPO is breached: a scheduled row whose newest proven
+        or verified backup is older than allowed, or missing."""
+        if not self.scheduled or self.allowed_age is None:
+            return False
+        return self.assured is None or self.assured_age > self.allowed_age
+
+    @property
+    def proof(self):
+        """How far the newest good backup is proven: ``proven`` (a restore
+        drill passed), ``drill failed``, ``verified``, ``unverified`` or
+        ``none``."""
+        record = self.record
+        if record is None:
+            return "none"
+        drill = getattr(record, "drill_status", None)
+        if drill == ProofStatus.PASSED:
+            return "proven"
+        if drill == ProofStatus.FAILED:
+            return "drill failed"
+        return "verified" if record.verified else "unverified"
+
+    def describe_risk(self):
+        """Return the RPO breach as one line."""
+        what = f"{self.service} {self.strategy} in {self.tier}"
+        if self.assured is None:
+            return f"{what}: no proven or verified backup"
+        return (
+            f"{what}: newest proven or verified backup "
+            f"{format_age(self.assured_age)} old (allowed {self.allowed_text})"
+        )
 
     @property
     def age(self):
@@ -224,6 +277,10 @@ class EnvironmentBackups:
     def overdue(self):
         return [row for row in self.rows if row.overdue]
 
+    @property
+    def at_risk(self):
+        return [row for row in self.rows if row.at_risk]
+
 
 def backup_states(environments, *, now=None):
     """Return the :class:`BackupState` rows of ``environments``, in order.
@@ -295,10 +352,19 @@ def backup_states(environments, *, now=None):
 
     records = BackupRecord.objects.filter(environment__in=environments)
     key_fields = ("environment_id", "service_name", "strategy", "tier__name")
-    newest = newest_good(records)
+    intact = records.filter(pruned__isnull=True, damaged__isnull=True)
+    newest = newest_good(intact).annotate(drill_status=Subquery(_last_drill()))
     for record in newest:
         key = (record.environment_id, record.service_name, record.strategy)
         row(*key, record.tier.name).record = record
+    proven = RestoreDrill.objects.filter(
+        record=OuterRef("pk"), status=ProofStatus.PASSED
+    )
+    for record in newest_good(
+        intact.filter(Q(verified__isnull=False) | Exists(proven))
+    ):
+        key = (record.environment_id, record.service_name, record.strategy)
+        row(*key, record.tier.name).assured = record
 
     failed = records.filter(failed_records())
     for values in failed.values(*key_fields).annotate(n=Count("id")):
@@ -316,6 +382,15 @@ def backup_states(environments, *, now=None):
     return sorted(rows.values(), key=lambda state: state.sort_key)
 
 
+def _last_drill():
+    return (
+        RestoreDrill.objects.filter(record=OuterRef("pk"))
+        .exclude(status=ProofStatus.RUNNING)
+        .order_by("-created", "-id")
+        .values("status")[:1]
+    )
+
+
 def _newest_good_created():
     return (
         BackupRecord.objects.filter(
@@ -330,12 +405,13 @@ def _newest_good_created():
     )
 
 
-def running_backups(environments):
-    """Return the active backup operations of ``environments``, oldest first."""
+def running_backups(environments, kinds=BACKUP_KINDS):
+    """Return the active operations of ``kinds`` (backups) in
+    ``environments``, oldest first."""
     return list(
         Operation.objects.filter(
             environment__in=environments,
-            kind__in=PAGE_KINDS,
+            kind__in=kinds,
             status__in=OperationStatus.ACTIVE,
         )
         .select_related("environment", "stack", "service", "requested_by")
@@ -367,6 +443,6 @@ def environment_backups(environment, *, now=None):
         policy=policy,
         rows=rows,
         failures=failures,
-        running=running_backups([environment]),
+        running=running_backups([environment], PAGE_KINDS),
         repositories=repository_states(environment, policy),
     )

@@ -35,6 +35,7 @@ from django.utils import timezone
 from portal.choices import Verb
 from portal.operations import OperationFailed, OperationRunner, PlanError, register
 
+from .alerts import evaluate_after
 from .choices import ProofStatus, RecordStatus
 from .models import (
     BackupConfigValue,
@@ -250,6 +251,7 @@ class VerifyBackupsJob(OperationRunner):
             if check.status != ProofStatus.PASSED:
                 failed.append(f"{tier.name}: {check.error}")
             self.progress(100 * (index + 1) / len(tiers), tier.name)
+        evaluate_after(environment, self.log)
         if failed:
             raise OperationFailed("Verification failed: " + "; ".join(failed))
         return result

@@ -172,6 +172,21 @@ PORTAL_PROJECT = env.str("PORTAL_PROJECT", default="multimodal")
 # Bearer token of /metrics (Prometheus); empty: signed-in users only.
 PORTAL_METRICS_TOKEN = env.str("PORTAL_METRICS_TOKEN", default="")
 
+# Mail of notifications (backup alerts, approvals). EMAIL_URL, e.g.
+# smtp+tls://user:password@mail.example.org:587; without it, production
+# sends through the local MTA and other setups write each mail as a file in
+# .state/mail/.
+if env.str("EMAIL_URL", default=""):
+    vars().update(env.email_url("EMAIL_URL"))
+elif PRODUCTION:
+    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+    EMAIL_FILE_PATH = BASE_DIR / ".state" / "mail"
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="stack-portal@localhost")
+# The portal's address as people reach it: links in notifications.
+PORTAL_BASE_URL = env.str("PORTAL_BASE_URL", default="http://127.0.0.1:8000")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

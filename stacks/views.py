@@ -9,6 +9,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from portal.operations import OperationConflict
+from portal.panels import environment_panels
 from portal.permissions import require, user_can, visible_environments
 
 from . import operations
@@ -64,6 +65,7 @@ def environment_detail(request, name):
             "status": status,
             "rows": rows,
             "allowed": allowed,
+            "panels": environment_panels(environment, request.user),
         },
     )
 

@@ -16,8 +16,9 @@ from croniter import croniter
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.utils import timezone
 
-from backups.models import BackupPolicy
+from backups.models import BackupPolicy, BackupRecord
 from portal.models import Operation
 from portal.operations import request_operation
 from stacks.models import Service
@@ -87,10 +88,11 @@ def test_status_exits_nonzero_and_names_the_overdue(env, admin, make_record):
         "ADDED",
         "SNAPSHOT",
         "STATE",
+        "PROOF",
     ]
     postgres = next(line for line in lines if line.startswith("postgres "))
     assert "2 h 00 min" in postgres and "1 d 06 h" in postgres
-    assert postgres.split()[-1] == "ok" and "3.0 MB" in postgres
+    assert postgres.split()[-2:] == ["ok", "unverified"] and "3.0 MB" in postgres
     assert "Overdue (7):" in out
     assert (
         "  redis rdb in local: newest good backup 2 d 00 h old (allowed 1 d 06 h)"
@@ -104,10 +106,23 @@ def test_status_succeeds_when_nothing_is_overdue(env, admin, make_record):
         make_record(env, service, strategy, age=timedelta(hours=3))
     # A schema dump taken by hand two weeks ago is listed, not judged.
     make_record(env, "postgres", "schema", age=timedelta(days=14))
-    out, _err, _error = run("backup", "status", "--env", env.name, "--user", "root")
+    out, _err, error = run(
+        "backup", "status", "--env", env.name, "--user", "root", expect_error=True
+    )
     schema = next(line for line in out.splitlines() if " schema " in line)
-    assert schema.split()[-2:] == ["on", "demand"]
-    assert out.splitlines()[-1] == f"No scheduled backup of {env.name} is overdue."
+    assert schema.split()[-3:] == ["on", "demand", "unverified"]
+    # Good backups, none verified or proven yet: the RPO is not met.
+    assert error == (
+        f"{len(SCHEDULED)} scheduled backup(s) of {env.name} have no proven or "
+        "verified backup within their allowed age."
+    )
+    assert "  postgres full in local: no proven or verified backup" in out.splitlines()
+    BackupRecord.objects.filter(environment=env).update(verified=timezone.now())
+    out, _err, _error = run("backup", "status", "--env", env.name, "--user", "root")
+    assert out.splitlines()[-1] == (
+        f"No scheduled backup of {env.name} is overdue; each has a proven or "
+        "verified backup within its allowed age."
+    )
 
 
 def test_status_names_failures_since_the_last_good_backup(env, admin, make_record):
@@ -124,7 +139,7 @@ def test_status_names_failures_since_the_last_good_backup(env, admin, make_recor
     assert f"Failed: postgres full in local #{failed.pk} at " in out
     assert out.count("local tier of x: wrong repository password") == 1
     postgres = next(line for line in out.splitlines() if line.startswith("postgres "))
-    assert postgres.endswith("ok, 1 failed since")
+    assert postgres.endswith("ok, 1 failed since  unverified")
 
 
 def test_status_refuses_a_user_without_a_role(env, make_user):
@@ -171,16 +186,43 @@ def test_list_filters_records(env, admin, make_record):
     assert out == f"No backup records of {env.name} match.\n"
 
 
+def schedule_blocks(out):
+    """Return {name: (heading, next-runs line, cron line)} of ``backup
+    schedule``'s output, and the lines before the first block."""
+    lines = out.splitlines()
+    blocks, head = {}, []
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        name, sep, _rest = line.partition(": ")
+        following = lines[i + 1] if i + 1 < len(lines) else ""
+        if sep and not line.startswith(" ") and following.startswith("  next runs"):
+            blocks[name] = (line, lines[i + 1], lines[i + 2].strip())
+            i += 3
+            continue
+        if not blocks:
+            head.append(line)
+        i += 1
+    return blocks, head
+
+
 def test_schedule_shows_the_cron_line_and_next_runs(env, admin):
     out, _err, _error = run("backup", "schedule", "--env", env.name, "--user", "root")
-    lines = out.splitlines()
-    assert (
-        lines[0] == f"backup-{env.name}: 30 2 * * * (back up every service into local)"
+    blocks, head = schedule_blocks(out)
+    assert head == []
+    assert set(blocks) == {
+        f"backup-{env.name}",
+        f"backup-verify-{env.name}",
+        f"backup-alerts-{env.name}",
+    }
+    heading, next_line, cron = blocks[f"backup-{env.name}"]
+    assert heading == (
+        f"backup-{env.name}: 30 2 * * * (back up every service into local)"
     )
-    runs = lines[1].removeprefix("  next runs (host time): ").split(", ")
+    runs = next_line.removeprefix("  next runs (host time): ").split(", ")
     expected = croniter("30 2 * * *", datetime.now())
     assert runs == [f"{expected.get_next(datetime):%Y-%m-%d %H:%M}" for _ in range(3)]
-    schedule, user, command = _split_line(lines[2].strip())
+    schedule, user, command = _split_line(cron)
     assert schedule == "30 2 * * *"
     assert shlex.split(command)[2:7] == [
         "backup",
@@ -194,23 +236,24 @@ def test_schedule_shows_the_cron_line_and_next_runs(env, admin):
 def test_schedule_of_an_environment_without_one(env, admin):
     BackupPolicy.objects.filter(environment=env).update(schedule="")
     out, _err, _error = run("backup", "schedule", "--env", env.name, "--user", "root")
-    lines = out.splitlines()
-    assert lines[0] == (
+    blocks, head = schedule_blocks(out)
+    assert head == [
         f"Environment {env.name} has no backup schedule (backup_schedule in "
         "configs/backup-strategies.yaml)."
-    )
-    # The verification of what is already there keeps its schedule.
-    assert lines[1].startswith(f"backup-verify-{env.name}: 0 5 * * * (check the ")
+    ]
+    # What is already there is still verified, and its age still watched.
+    assert set(blocks) == {f"backup-verify-{env.name}", f"backup-alerts-{env.name}"}
 
 
-def test_schedule_shows_the_verification_line(env, admin):
+def test_schedule_shows_the_verification_and_alert_lines(env, admin):
     out, _err, _error = run("backup", "schedule", "--env", env.name, "--user", "root")
-    lines = out.splitlines()
-    assert lines[3] == (
+    blocks, _head = schedule_blocks(out)
+    heading, _next, cron = blocks[f"backup-verify-{env.name}"]
+    assert heading == (
         f"backup-verify-{env.name}: 0 5 * * * (check the repositories and re-read "
         "the next 1/7 of their packs (all within 7 days))"
     )
-    schedule, user, command = _split_line(lines[5].strip())
+    schedule, user, command = _split_line(cron)
     assert schedule == "0 5 * * *"
     assert shlex.split(command)[2:7] == [
         "backup",
@@ -219,6 +262,10 @@ def test_schedule_shows_the_verification_line(env, admin):
         env.name,
         "--scheduled",
     ]
+    _heading, _next, cron = blocks[f"backup-alerts-{env.name}"]
+    schedule, user, command = _split_line(cron)
+    assert schedule == "*/15 * * * *"
+    assert shlex.split(command)[2:6] == ["backup", "alerts", "--env", env.name]
 
 
 # -- full, service: real operations ----------------------------------------------
@@ -397,6 +444,9 @@ def test_crontab_renders_one_line_per_scheduled_environment(env, admin, tmp_path
         assert argv[0] == os.path.abspath(sys.executable)
         assert argv[1] == str(ROOT / "manage.py")
         name = argv[5]
+        if argv[3] == "alerts":
+            assert schedule == "*/15 * * * *"
+            continue
         if argv[3] == "verify":
             assert argv[2:5] == ["backup", "verify", "--env"]
             assert argv[-2:] == [f">>{tmp_path}/backup-verify-{name}.log", "2>&1"] or (
@@ -454,11 +504,12 @@ def test_crontab_install_writes_the_file_and_the_log_folder(env, admin, tmp_path
         "--run-as",
         "backup",
     )
-    assert out == f"Installed 2 cron line(s) in {target}; logs in {logs}.\n"
+    assert out == f"Installed 3 cron line(s) in {target}; logs in {logs}.\n"
     assert logs.is_dir()
     assert target.stat().st_mode & 0o777 == 0o644
     _variables, entries = parse_cron_file(target.read_text())
-    (_comments, schedule, user, command), verify = entries
+    alerts, (_comments, schedule, user, command), verify = entries
+    assert alerts[1:3] == ("*/15 * * * *", "backup")
     assert verify[1:3] == ("0 5 * * *", "backup")
     assert f"backup verify --env {env.name} --scheduled" in verify[3]
     assert (schedule, user) == ("30 2 * * *", "backup")

@@ -218,7 +218,7 @@ def test_page_shows_newest_good_backups_ages_and_failures(
     )
     client.force_login(users["viewer"])
     # A constant number, whatever the records, tiers and checks.
-    with django_assert_max_num_queries(25):
+    with django_assert_max_num_queries(26):
         response = client.get(_urls(env, record)["page"])
     html = response.content.decode()
     # postgres full in local: 2 h old, allowed 1 d 06 h.

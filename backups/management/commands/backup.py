@@ -8,14 +8,17 @@
     manage.py backup list --env E [--service S] [--strategy X] [--tier T]
         [--status S] [--limit N] [--user U]
     manage.py backup schedule --env E [--user U]
+    manage.py backup alerts --env E [--user U]
     manage.py backup verify --env E [--tier T] [--subset auto|n/N|all|none]
         [--scheduled] [--user U] [--enqueue [--wait]] [--no-queue]
 
 The make targets ``backup-status``, ``backup-full``, ``backup-service``,
 ``backup-list``, ``backup-schedule`` and ``backup-verify`` call this with
 ``ENVIRONMENT``. ``status`` exits non-zero when a scheduled backup is
-overdue; ``full`` when any service's backup did not succeed; ``verify``
-when a repository could not be checked or holds damage.
+overdue or has no proven or verified backup within its allowed age;
+``alerts`` while a backup-age alert is open; ``full`` when any service's
+backup did not succeed; ``verify`` when a repository could not be checked
+or holds damage.
 """
 
 from django.core.exceptions import PermissionDenied
@@ -23,8 +26,9 @@ from django.core.management.base import CommandError
 from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 
+from backups.alerts import evaluate_alerts, page_url
 from backups.choices import RecordStatus
-from backups.models import BackupRecord, RepositoryCheck
+from backups.models import BackupAlert, BackupRecord, RepositoryCheck
 from backups.operations import (
     BackupTarget,
     environment_backup_targets,
@@ -100,7 +104,12 @@ class Command(OperationCommand):
             "disabled (verification.integrity.enabled).",
         )
         self.add_run_arguments(verify)
-        for sub in (status, full, service, listing, schedule, verify):
+        alerts = actions.add_parser(
+            "alerts",
+            help="Open and clear the backup-age alerts, notifying each change "
+            "once; exit 1 while one is open.",
+        )
+        for sub in (status, full, service, listing, schedule, verify, alerts):
             sub.add_argument("--env", required=True, help="Environment name or alias.")
             self.add_user_argument(sub)
         for sub in (full, service):
@@ -174,6 +183,7 @@ class Command(OperationCommand):
                 "ADDED",
                 "SNAPSHOT",
                 "STATE",
+                "PROOF",
             )
         ]
         for row in backups.rows:
@@ -193,6 +203,7 @@ class Command(OperationCommand):
                     record.snapshot_id[:8] if record else "-",
                     row.state
                     + (f", {row.failures} failed since" if row.failures else ""),
+                    row.proof,
                 )
             )
         if backups.rows:
@@ -214,7 +225,16 @@ class Command(OperationCommand):
                 f" #{record.pk} at {timezone.localtime(record.created):%Y-%m-%d %H:%M}:"
                 f" {_summary_line(record.shown_error)}"
             )
-        overdue = backups.overdue
+        evaluate_alerts(environment, url=page_url(environment))
+        overdue, at_risk = backups.overdue, backups.at_risk
+        if at_risk:
+            self.stdout.write(
+                self.style.ERROR(
+                    f"Not proven or verified within the allowed age ({len(at_risk)}):"
+                )
+            )
+            for row in at_risk:
+                self.stdout.write(f"  {row.describe_risk()}")
         if overdue:
             self.stdout.write(self.style.ERROR(f"Overdue ({len(overdue)}):"))
             for line in _overdue_lines(overdue):
@@ -222,12 +242,44 @@ class Command(OperationCommand):
             raise CommandError(
                 f"{len(overdue)} scheduled backup(s) of {environment.name} overdue."
             )
+        if at_risk:
+            raise CommandError(
+                f"{len(at_risk)} scheduled backup(s) of {environment.name} have no "
+                "proven or verified backup within their allowed age."
+            )
         if backups.rows:
             self.stdout.write(
                 self.style.SUCCESS(
-                    f"No scheduled backup of {environment.name} is overdue."
+                    f"No scheduled backup of {environment.name} is overdue; each "
+                    "has a proven or verified backup within its allowed age."
                 )
             )
+
+    # -- alerts ----------------------------------------------------------------
+
+    def do_alerts(self, environment, options):
+        self.require(Verb.VIEW, environment, options)
+        opened, cleared = evaluate_alerts(environment, url=page_url(environment))
+        for alert in opened:
+            self.stdout.write(f"Opened: {alert.message}")
+        for alert in cleared:
+            self.stdout.write(
+                f"Cleared: {alert.service_name} {alert.strategy} in {alert.tier.name}"
+                f" (open since {timezone.localtime(alert.opened):%Y-%m-%d %H:%M})"
+            )
+        still = BackupAlert.objects.filter(
+            environment=environment, cleared__isnull=True
+        ).select_related("tier")
+        for alert in still:
+            self.stdout.write(
+                f"Open since {timezone.localtime(alert.opened):%Y-%m-%d %H:%M}: "
+                f"{alert.message.splitlines()[0]}"
+            )
+        if still:
+            raise CommandError(
+                f"{len(still)} backup alert(s) of {environment.name} open."
+            )
+        self.stdout.write(f"No backup alert of {environment.name} is open.")
 
     # -- full, service ---------------------------------------------------------
 
