@@ -69,7 +69,7 @@ from .exceptions import (
     UnknownOperationKind,
 )
 from .execution import execute_operation, follow_operation, run_inline
-from .line import finish_operation, start_operation
+from .line import OPERATION_JOB, finish_operation, start_operation
 from .log import OperationLog
 from .reaper import abandon_operation, pid_alive, reap_operations, try_reap
 from .registry import (
@@ -84,6 +84,7 @@ from .runner import OperationRunner
 
 __all__ = [
     "DEFAULTS",
+    "OPERATION_JOB",
     "OperationAbandoned",
     "OperationCanceled",
     "OperationConflict",
