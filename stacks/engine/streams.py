@@ -127,36 +127,57 @@ class Dechunker:
             self._rest = b""
         out = []
         pos, end = 0, len(data)
-        left, skip = self._left, self._skip
+        if self._left or self._skip:
+            pos = self._finish_chunk(data, out)
         find = data.find
         while pos < end and not self.done:
-            if left:
-                stop = min(end, pos + left)
-                out.append(data[pos:stop])
-                left -= stop - pos
-                pos = stop
-                if not left:
-                    skip = 2
-                continue
-            if skip:
-                stop = min(end, pos + skip)
-                skip -= stop - pos
-                pos = stop
-                continue
             eol = find(b"\r\n", pos)
             if eol < 0:
                 if end - pos > self.MAX_SIZE_LINE:
                     raise ValueError("chunked response: chunk size line too long")
                 self._rest = data[pos:]
                 break
-            size = int(data[pos:eol].split(b";", 1)[0], 16)
-            pos = eol + 2
-            if size:
-                left = size
-            else:
+            size = _chunk_size(data[pos:eol])
+            start = eol + 2
+            stop = start + size
+            if not size:
                 self.done = True
-        self._left, self._skip = left, skip
+            elif stop + 2 <= end:
+                # The usual case: the whole chunk and its CRLF are here.
+                out.append(data[start:stop])
+                pos = stop + 2
+            else:
+                self._left = size
+                pos = self._finish_chunk(data, out, start)
+                break
         return b"".join(out)
+
+    def _finish_chunk(self, data, out, pos=0):
+        """Take what ``data`` holds of the current chunk from ``pos``; return
+        where it ends."""
+        end = len(data)
+        if self._left:
+            stop = min(end, pos + self._left)
+            out.append(data[pos:stop])
+            self._left -= stop - pos
+            pos = stop
+            if self._left:
+                return pos
+            self._skip = 2
+        stop = min(end, pos + self._skip)
+        self._skip -= stop - pos
+        return stop
+
+
+def _chunk_size(line):
+    try:
+        size = int(line, 16)
+    except ValueError:
+        # Chunk extensions (";name=value"), which the engine does not send.
+        size = int(line.split(b";", 1)[0], 16)
+    if size < 0:
+        raise ValueError(f"chunked response: bad chunk size {line[:20]!r}")
+    return size
 
 
 def _chunked_body(response):

@@ -86,9 +86,10 @@ def test_dechunker_decodes_whatever_the_read_boundaries(chunks, extensions, cuts
     assert dechunk.done
 
 
-def test_dechunker_refuses_a_size_that_is_not_hex():
+@pytest.mark.parametrize("size", [b"zz", b"-3", b""])
+def test_dechunker_refuses_a_size_that_is_not_hex(size):
     with pytest.raises(ValueError):
-        Dechunker().feed(b"zz\r\nabc\r\n")
+        Dechunker().feed(size + b"\r\nabc\r\n")
 
 
 # --- on the real engine ---------------------------------------------------------
