@@ -181,7 +181,6 @@ def _dispatch_ready(environment_id):
     """Hand every queued operation now at the head of its line to RQ.
 
     Call inside :func:`_in_mutex`; the jobs are enqueued after commit.
-    Return the operations dispatched.
     """
     waiting = (
         Operation.objects.filter(
@@ -194,20 +193,14 @@ def _dispatch_ready(environment_id):
         .select_related("environment", "stack", "service")
         .order_by("ticket")
     )
-    dispatched = []
     for operation in waiting:
         if _is_blocked(operation):
             continue
-        _dispatch(operation)
-        dispatched.append(operation)
-    return dispatched
-
-
-def _dispatch(operation):
-    """Mark ``operation`` dispatched and enqueue its job after commit."""
-    operation.dispatched = timezone.now()
-    Operation.objects.filter(pk=operation.pk).update(dispatched=operation.dispatched)
-    _enqueue_on_commit(operation)
+        operation.dispatched = timezone.now()
+        Operation.objects.filter(pk=operation.pk).update(
+            dispatched=operation.dispatched
+        )
+        _enqueue_on_commit(operation)
 
 
 def _enqueue_on_commit(operation):
