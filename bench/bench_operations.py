@@ -198,7 +198,7 @@ def measure_latency(environment, user, count, redis):
 
     stack = Stack.objects.get(name="core")
     queue = django_rq.get_queue("default", commit_mode="auto")
-    bare, ops, ops_db = [], [], []
+    bare, ops, ops_db, enqueue_calls, request_calls = [], [], [], [], []
     for _ in range(5):  # warm-up: imports, connections, first fork
         queue.enqueue("bench.bench_operations.bare_job")
         redis.blpop(BARE_KEY, timeout=30)
@@ -213,6 +213,7 @@ def measure_latency(environment, user, count, redis):
     for _ in range(count):
         t0 = time.time()
         queue.enqueue("bench.bench_operations.bare_job")
+        enqueue_calls.append(time.time() - t0)
         _key, started = redis.blpop(BARE_KEY, timeout=30)
         bare.append(float(started) - t0)
         wait_idle(redis)
@@ -221,6 +222,7 @@ def measure_latency(environment, user, count, redis):
         operation = request_operation(
             "bench.noop", user=user, environment=environment, stack=stack
         )
+        request_calls.append(time.time() - t0)
         # Wait on Redis, not by reading the database, while the clock runs:
         # SQLite readers delay the worker's commits.
         _key, started = redis.blpop(RUN_KEY, timeout=30)
@@ -228,7 +230,13 @@ def measure_latency(environment, user, count, redis):
         wait_terminal(operation)
         ops_db.append(operation.started.timestamp() - t0)
         wait_idle(redis)
-    return {"bare": bare, "ops": ops, "ops_db": ops_db}
+    return {
+        "bare": bare,
+        "ops": ops,
+        "ops_db": ops_db,
+        "enqueue_calls": enqueue_calls,
+        "request_calls": request_calls,
+    }
 
 
 def measure_throughput(environment, user, lines):
@@ -323,6 +331,12 @@ def report(latency, throughput, args):
         f"  {'operation (request -> started)':34} {ms(median(ops_db))} "
         f"{ms(percentile(ops_db, 95))}"
     )
+    for label, key in (
+        ("of which the enqueue call", "enqueue_calls"),
+        ("of which the request_operation call", "request_calls"),
+    ):
+        values = latency[key]
+        print(f"  {label:34} {ms(median(values))} {ms(percentile(values, 95))}")
     p95_ratio = percentile(ops, 95) / percentile(bare, 95)
     print(
         f"  {'ratio operation / bare':34} {median(ops) / median(bare):10.2f}x "
