@@ -321,7 +321,9 @@ def main():
         ):
             c.remove(force=True, v=True)
         engine.close()
-        DB.unlink(missing_ok=True)
+        # WAL mode keeps two files next to the database.
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{DB}{suffix}").unlink(missing_ok=True)
     report(rounds, args)
 
 

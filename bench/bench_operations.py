@@ -365,6 +365,6 @@ if __name__ == "__main__":
     try:
         main(sys.argv[1:])
     finally:
-        db = Path(_db_file)
-        if db.exists():
-            db.unlink()
+        # WAL mode keeps two files next to the database.
+        for suffix in ("", "-wal", "-shm"):
+            Path(_db_file + suffix).unlink(missing_ok=True)
