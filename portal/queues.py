@@ -26,6 +26,7 @@ from rq.queue import Queue
 __all__ = [
     "QUEUE_KINDS",
     "HostQueue",
+    "get_connection",
     "get_queue",
     "host_slug",
     "queue_for",
@@ -82,6 +83,27 @@ def _settings_name(name):
     return kind if kind in settings.RQ_QUEUES else "default"
 
 
+# Redis clients of this process, by queue configuration.
+_connections = {}
+
+
+def get_connection(kind="default"):
+    """Return this process's Redis client for the configured queue ``kind``.
+
+    django-rq makes a new client, with a pool of its own, on every call, so
+    every request of an operation opened a Redis connection of its own
+    (about a millisecond, most of it redis-py reading its package metadata
+    to introduce itself). One client per configuration is kept instead;
+    redis-py's pool notices a fork and opens the child's own connections.
+    """
+    config = settings.RQ_QUEUES[kind]
+    key = (kind, repr(sorted(config.items())))
+    connection = _connections.get(key)
+    if connection is None:
+        connection = _connections[key] = django_rq.get_connection(kind)
+    return connection
+
+
 def get_queue(name):
     """Return the RQ queue called ``name``, configured or per host.
 
@@ -89,11 +111,13 @@ def get_queue(name):
     engine already defers enqueueing to ``transaction.on_commit``.
     """
     if name in settings.RQ_QUEUES:
-        return django_rq.get_queue(name, commit_mode="auto")
+        return django_rq.get_queue(
+            name, commit_mode="auto", connection=get_connection(name)
+        )
     base = _settings_name(name)
     return HostQueue(
         name,
-        connection=django_rq.get_connection(base),
+        connection=get_connection(base),
         default_timeout=settings.RQ_QUEUES[base].get("DEFAULT_TIMEOUT"),
         job_class=get_job_class(),
         commit_mode="auto",

@@ -113,10 +113,21 @@ ASGI_APPLICATION = "portal.asgi.application"
 DATABASES = {
     "default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
 }
+# Workers and the web process share one SQLite file. They wait up to 30 s
+# for its lock instead of failing with "database is locked". WAL lets
+# readers (pages, consumers, pollers) run while a writer commits, and with
+# synchronous=NORMAL a commit no longer waits for an fsync (a power cut may
+# lose the last commits, never consistency; an application crash loses
+# nothing). IMMEDIATE transactions take the write lock at BEGIN, so a
+# transaction that reads before it writes waits for the busy timeout
+# instead of failing at once on a snapshot another writer made stale.
+SQLITE_OPTIONS = {
+    "timeout": 30,
+    "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL",
+    "transaction_mode": "IMMEDIATE",
+}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # Workers and the web process share the file; wait for locks instead of
-    # failing with "database is locked".
-    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 30
+    DATABASES["default"].setdefault("OPTIONS", {}).update(SQLITE_OPTIONS)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

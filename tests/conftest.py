@@ -19,6 +19,22 @@ RUN_ID = uuid.uuid4().hex[:10]
 TEST_LABEL = "portal.test"
 
 
+def pytest_sessionstart(session):
+    """Remove the WAL files a killed earlier run of this pid left behind.
+
+    The test database (``.state/test-<pid>.sqlite3``, tests/settings.py) is
+    in WAL mode, and Django recreates only the database file: SQLite would
+    replay a stale ``-wal`` next to it into the new database.
+    """
+    path = os.environ.get("PORTAL_TEST_DB")
+    if path:
+        for suffix in ("-wal", "-shm"):
+            try:
+                os.remove(path + suffix)
+            except FileNotFoundError:
+                pass
+
+
 @pytest.fixture(scope="session")
 def redis_url():
     """Return the URL of the test Redis database, refusing a non-empty one."""

@@ -25,7 +25,7 @@ from portal.settings import *  # noqa: E402,F401,F403
 DATABASES["default"] = {  # noqa: F405
     "ENGINE": "django.db.backends.sqlite3",
     "NAME": os.environ["PORTAL_TEST_DB"],
-    "OPTIONS": {"timeout": 30},
+    "OPTIONS": SQLITE_OPTIONS,  # noqa: F405
     "TEST": {"NAME": os.environ["PORTAL_TEST_DB"]},
 }
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

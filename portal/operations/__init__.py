@@ -68,8 +68,13 @@ from .exceptions import (
     PlanError,
     UnknownOperationKind,
 )
-from .execution import execute_operation, follow_operation, run_inline
-from .line import finish_operation, start_operation
+from .execution import (
+    StartHandoff,
+    execute_operation,
+    follow_operation,
+    run_inline,
+)
+from .line import OPERATION_JOB, finish_operation, start_operation
 from .log import OperationLog
 from .reaper import abandon_operation, pid_alive, reap_operations, try_reap
 from .registry import (
@@ -84,6 +89,7 @@ from .runner import OperationRunner
 
 __all__ = [
     "DEFAULTS",
+    "OPERATION_JOB",
     "OperationAbandoned",
     "OperationCanceled",
     "OperationConflict",
@@ -91,6 +97,7 @@ __all__ = [
     "OperationLog",
     "OperationRunner",
     "PlanError",
+    "StartHandoff",
     "UnknownOperationKind",
     "abandon_operation",
     "autodiscover",

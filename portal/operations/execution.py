@@ -1,6 +1,8 @@
 """Running an operation: in a worker, inline in a command, or followed."""
 
 import logging
+import os
+import pickle
 import time
 
 from django.utils import timezone
@@ -12,18 +14,121 @@ from .line import _try_start, finish_operation
 from .registry import get_runner
 from .requests import _inline_worker_name
 
-__all__ = ["execute_operation", "follow_operation", "run_inline"]
+__all__ = ["StartHandoff", "execute_operation", "follow_operation", "run_inline"]
 
 logger = logging.getLogger(__name__)
 
+# In a work horse: the handoff its worker is sending the started operation
+# down (set by StartHandoff.in_horse, taken by execute_operation).
+_handoff = None
 
-def execute_operation(operation_id, *, worker_name=""):
-    """Run the queued operation ``operation_id``: what the RQ job does."""
-    operation = (
+
+class StartHandoff:
+    """An operation a worker starts while the horse it just forked gets ready.
+
+    A forking worker (:class:`portal.worker.PortalWorker`) makes one for an
+    operation's job and forks. The horse first does RQ's own preparations
+    (signals, bookkeeping in Redis, several milliseconds); meanwhile the
+    worker runs the start transaction (:func:`~portal.operations.
+    start_operation`) and sends the started operation down a pipe, and the
+    horse's :func:`execute_operation` reads it and goes straight to the
+    runner. Started by the horse itself, after those preparations, the
+    transaction came on top of them, and cost more there: a freshly forked
+    process pays a page fault for the first write to each page it shares
+    with its parent (reference counting writes to every object Python
+    touches) and needs a database connection of its own.
+
+    When the worker does not start the operation (no longer queued,
+    canceled, not first in its line, an error), it sends nothing, and the
+    horse takes the usual path, which finds out why for itself.
+    """
+
+    def __init__(self, operation_id):
+        self.operation_id = str(operation_id)
+        self._read, self._write = os.pipe()
+
+    def in_horse(self):
+        """Call in the horse right after the fork; the job receives the start."""
+        global _handoff
+        os.close(self._write)
+        self._write = None
+        _handoff = self
+
+    def in_worker(self, *, worker_name):
+        """Call in the worker right after the fork: start, send; return whether started.
+
+        Never raises: whatever goes wrong, the horse gets an answer (maybe
+        an empty one) and carries on.
+        """
+        os.close(self._read)
+        self._read = None
+        payload = b""
+        try:
+            operation = _start_here(_load(self.operation_id), worker_name)
+            if operation is not None:
+                payload = pickle.dumps(operation, pickle.HIGHEST_PROTOCOL)
+        except Exception:  # noqa: BLE001  (the horse starts it, or learns why not)
+            logger.exception("Could not start operation %s", self.operation_id)
+        try:
+            with open(self._write, "wb") as pipe:
+                pipe.write(payload)
+        except BrokenPipeError:
+            pass  # the horse died; the worker reports it and fails the operation
+        finally:
+            self._write = None
+        return bool(payload)
+
+    def receive(self):
+        """In the horse: wait for the worker; return the started operation or None."""
+        with open(self._read, "rb") as pipe:
+            payload = pipe.read()
+        self._read = None
+        return pickle.loads(payload) if payload else None
+
+    def close(self):
+        """Close what is still open of the pipe (when the fork failed)."""
+        for fd in (self._read, self._write):
+            if fd is not None:
+                os.close(fd)
+        self._read = self._write = None
+
+
+def _load(operation_id):
+    return (
         Operation.objects.select_related("environment", "stack", "service")
         .filter(pk=operation_id)
         .first()
     )
+
+
+def _start_here(operation, worker_name):
+    """Start ``operation`` if it is queued; return it, or None if not."""
+    if operation is None or operation.status != OperationStatus.QUEUED:
+        return None
+    try:
+        get_runner(operation.kind)
+    except UnknownOperationKind:
+        return None
+    started, _blocker = _try_start(operation, worker_name)
+    return operation if started else None
+
+
+def _take_handoff(operation_id):
+    """Return the operation this horse's worker started for it, or None."""
+    global _handoff
+    handoff, _handoff = _handoff, None
+    if handoff is None or handoff.operation_id != str(operation_id):
+        return None
+    return handoff.receive()
+
+
+def execute_operation(operation_id, *, worker_name=""):
+    """Run the queued operation ``operation_id``: what the RQ job does."""
+    operation = _take_handoff(operation_id)
+    if operation is not None:
+        # Started by the worker that forked this horse (StartHandoff).
+        return get_runner(operation.kind)(operation).execute()
+    operation = _load(operation_id)
     if operation is None:
         logger.warning("Operation %s does not exist; nothing to run.", operation_id)
         return None

@@ -6,7 +6,6 @@ import socket
 from datetime import timedelta
 from functools import partial
 
-import django_rq
 from django.db import (
     transaction,
 )
@@ -20,6 +19,7 @@ from .. import audit
 from ..choices import LogLevel, OperationStatus
 from ..models import Operation, OperationLogLine
 from ..publish import publish
+from ..queues import get_connection
 from .config import get_config
 from .line import (
     _dispatch_ready,
@@ -145,8 +145,7 @@ def abandon_operation(operation, reason):
 
 
 def _redis():
-
-    return django_rq.get_connection("default")
+    return get_connection("default")
 
 
 def reap_operations(*, dry_run=False, environments=None):

@@ -23,8 +23,10 @@ from .line import (
     _blocker,
     _conflict_message,
     _dispatch_ready,
+    _enqueue_on_commit,
     _finish_locked,
     _in_mutex,
+    _is_blocked,
     _publish_status,
 )
 from .records import _OPERATION_TYPE, _audit, _plan_summary, jsonable
@@ -84,29 +86,36 @@ def request_operation(
             service=service,
             parameters=parameters,
             plan=plan,
-            status=OperationStatus.PENDING,
+            status=OperationStatus.QUEUED,
             mutating=runner.mutating,
             ticket=ticket,
             inline=not enqueue,
             requested_by=user if user.is_authenticated else None,
             queue_name=queue_name,
             created=now,
+            enqueued=now,
         )
         if not enqueue:
             operation.worker_name = _inline_worker_name()
             operation.heartbeat = now
+        # The line is decided before the row exists (a refusal rolls back
+        # and leaves nothing), so the row is written once, as it ends up.
+        if wait:
+            blocked = _is_blocked(operation)
+        else:
+            blocker = _blocker(operation)
+            if blocker is not None:
+                raise OperationConflict(
+                    _conflict_message(operation, blocker), blocker=blocker
+                )
+            blocked = False
+        if enqueue and not blocked:
+            # A new ticket is last in its line: nothing else becomes ready
+            # (the reaper dispatches what an earlier failure left behind).
+            operation.dispatched = now
         operation.save(force_insert=True)
-        blocker = _blocker(operation)
-        if blocker is not None and not wait:
-            raise OperationConflict(
-                _conflict_message(operation, blocker), blocker=blocker
-            )
-        operation.status = OperationStatus.QUEUED
-        operation.enqueued = now
-        operation.save(update_fields=["status", "enqueued"])
-        if enqueue and blocker is None:
-            _dispatch_ready(environment.pk)
-            operation.refresh_from_db(fields=["dispatched"])
+        if operation.dispatched is not None:
+            _enqueue_on_commit(operation)
         audit.record(
             "operation.requested",
             actor=user,

@@ -62,6 +62,14 @@ def test_host_queue_shares_the_default_connection(redis_conn):
     assert queue._default_timeout == settings.RQ_QUEUES["long"]["DEFAULT_TIMEOUT"]
 
 
+def test_queues_of_a_process_share_one_redis_client(redis_conn):
+    """Every enqueue used to open a connection of its own."""
+    gpu = queue_for(env("gpu", "tcp://10.0.4.7:2376"), "default")
+    assert get_queue("default").connection is get_queue("default").connection
+    assert gpu.connection is get_queue("default").connection
+    assert get_queue("long").connection is get_queue("long").connection
+
+
 def test_worker_queue_names():
     gpu = env("gpu", "tcp://10.0.4.7:2376")
     also = env("also", "tcp://10.0.4.7:2376")

@@ -159,6 +159,41 @@ def test_killed_work_horse_fails_operation_at_once(
     assert following.status == OperationStatus.SUCCEEDED
 
 
+def test_stray_job_of_an_operation_behind_another_does_not_run_it(
+    worker_process, redis_conn, operator, environment, stack, tmp_path
+):
+    """A job that reaches a worker while its operation waits in line (here
+    enqueued twice by hand) starts nothing: the worker that would start it
+    finds the running one ahead, and the waiting one runs after it, once."""
+    from portal.queues import get_queue
+
+    workers = [worker_process(), worker_process()]
+    release = tmp_path / "release"
+    first = steps(operator, environment, stack, steps=1, hold_at=1, hold=str(release))
+    wait_running(first)
+    waiting = steps(operator, environment, stack, steps=2)
+    assert waiting.dispatched is None
+    stray = get_queue("default").enqueue_call(
+        "portal.jobs.run_operation", args=(str(waiting.pk),), job_id=str(waiting.pk)
+    )
+
+    wait_for(
+        lambda: stray.get_status(refresh=True) == "finished",
+        timeout=30,
+        message="the stray job to end",
+    )
+    waiting.refresh_from_db()
+    assert waiting.status == OperationStatus.QUEUED
+    assert waiting.started is None and waiting.dispatched is None
+    release.touch()
+    wait_finished(first)
+    wait_finished(waiting)
+    assert waiting.status == OperationStatus.SUCCEEDED, waiting.error
+    assert waiting.started >= first.finished
+    assert texts(waiting) == ["step 1 of 2", "step 2 of 2"]
+    assert {first.worker_name, waiting.worker_name} <= {w.name for w in workers}
+
+
 def test_cancel_stops_running_operation_between_steps(
     worker_process, operator, environment, stack
 ):

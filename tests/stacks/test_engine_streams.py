@@ -21,7 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stacks import engine
-from stacks.engine.streams import Demuxer
+from stacks.engine.streams import Dechunker, Demuxer
 from tests.conftest import RUN_ID, TEST_LABEL
 from tests.stacks.live import wait_for
 
@@ -62,6 +62,34 @@ def test_demuxer_splits_frames_whatever_the_chunk_boundaries(frames, cuts):
     for piece in pieces:
         both += demux.payloads(piece)
     assert both == b"".join(p for _, p in frames)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    chunks=st.lists(st.binary(min_size=1, max_size=300), max_size=40),
+    extensions=st.booleans(),
+    cuts=st.lists(st.integers(min_value=0, max_value=20_000), max_size=30),
+)
+def test_dechunker_decodes_whatever_the_read_boundaries(chunks, extensions, cuts):
+    """Fed an HTTP chunked body in arbitrary pieces, the body comes out
+    whole and in order; the last chunk ends it and what follows is left."""
+    ext = b";name=value" if extensions else b""
+    body = b"".join(b"%x%s\r\n%s\r\n" % (len(c), ext, c) for c in chunks)
+    stream = body + b"0\r\n\r\nNEXT RESPONSE"
+    bounds = sorted({c % (len(stream) + 1) for c in cuts} | {0, len(stream)})
+    pieces = [stream[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+
+    dechunk, out = Dechunker(), b""
+    for piece in pieces:
+        out += dechunk.feed(piece)
+    assert out == b"".join(chunks)
+    assert dechunk.done
+
+
+@pytest.mark.parametrize("size", [b"zz", b"-3", b""])
+def test_dechunker_refuses_a_size_that_is_not_hex(size):
+    with pytest.raises(ValueError):
+        Dechunker().feed(size + b"\r\nabc\r\n")
 
 
 # --- on the real engine ---------------------------------------------------------
