@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-APPS = ("portal", "stacks", "backups", "retention")
+APPS = ("portal", "stacks", "backups", "retention", "gpu")
 LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
 
 
