@@ -13,6 +13,7 @@ other than the one expected is an error, not a silent misreading.
 ``[N/A]``, ``[Not Supported]`` and the like become None.
 """
 
+import re
 import xml.etree.ElementTree as ET
 
 from .readings import MIB, GpuReading, ProcessReading
@@ -22,6 +23,7 @@ __all__ = [
     "QUERY_GPU_FIELDS",
     "CaptureError",
     "parse_compute_apps",
+    "parse_gpu_list",
     "parse_nvml",
     "parse_query_gpu",
     "parse_smi_xml",
@@ -231,6 +233,22 @@ def parse_compute_apps(text, *, fields=QUERY_APPS_FIELDS):
             text, _APP_BY_NAME, fields, what, name_field="process_name"
         )
     ]
+
+
+_LIST_RE = re.compile(r"^GPU (\d+): (.+?) \(UUID: ([^)]+)\)\s*$")
+
+
+def parse_gpu_list(text):
+    """Return ``[(index, name, uuid)]`` of ``nvidia-smi -L`` output.
+
+    Lines that do not describe a GPU (MIG devices, messages) are skipped.
+    """
+    found = []
+    for line in text.splitlines():
+        match = _LIST_RE.match(line.strip())
+        if match:
+            found.append((int(match[1]), match[2], match[3]))
+    return found
 
 
 # -- nvidia-smi -q -x -------------------------------------------------------

@@ -41,12 +41,12 @@ class HostSampler:
             self.problem = None
         except ValueError as exc:
             self.setting, self.problem = "off", str(exc)
-        self.sources = (
-            sources
-            if sources is not None
-            else sources_for(environment, nvidia_smi=get_config()["NVIDIA_SMI"])
-        )
+        if sources is None and self.problem is None:
+            sources = sources_for(environment, nvidia_smi=get_config()["NVIDIA_SMI"])
+        self.sources = sources or []
         self.available = None
+        # Why each source found no GPU at the last reading.
+        self.reasons = []
 
     def read(self):
         """Return ``(HostReading, None)``, or ``(None, plain reason)``."""
@@ -57,7 +57,7 @@ class HostSampler:
                 f"GPU status is off for environment {self.environment.name} "
                 "(settings.gpu_source: off)."
             )
-        reasons = []
+        reasons = self.reasons = []
         for source in list(self.sources):
             try:
                 reading = source.read()

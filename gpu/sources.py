@@ -273,6 +273,10 @@ class LocalSmiSource:
             )
         return done.stdout
 
+    def list_gpus(self):
+        """Return the output of ``nvidia-smi -L`` (one line per GPU)."""
+        return self._run(["-L"])
+
     def read(self):
         gpus = parse_query_gpu(self._run(_query_args("gpu", QUERY_GPU_FIELDS)))
         if not gpus:
