@@ -99,7 +99,9 @@ class Command(PortalCommand):
             found += 1
             if isinstance(source, LocalSmiSource):
                 for index, name, uuid in parse_gpu_list(source.list_gpus()):
-                    self.stdout.write(f"nvidia-smi -L: GPU {index}: {name} ({uuid})")
+                    self.stdout.write(
+                        f"nvidia-smi -L: GPU {index}: {name} (UUID: {uuid})"
+                    )
             for gpu in sample.gpus:
                 self.stdout.write(describe_gpu(gpu))
             for row in holders(sample):
