@@ -36,7 +36,7 @@
 
   function num(value, unit, digits) {
     if (value === null || value === undefined) return "n/a";
-    return (digits ? value.toFixed(digits) : String(value)) + (unit ? " " + unit : "");
+    return (digits !== undefined ? value.toFixed(digits) : String(value)) + (unit ? " " + unit : "");
   }
 
   function ratio(part, whole) {
