@@ -10,7 +10,9 @@ through exactly the code the sampler runs.
 asked for, in order. Both are read here: a header decides the columns, and
 without one :data:`QUERY_GPU_FIELDS` (or the ``fields`` given) does. A unit
 other than the one expected is an error, not a silent misreading.
-``[N/A]``, ``[Not Supported]`` and the like become None.
+``[N/A]``, ``[Not Supported]`` and the like become None. ``nvidia-smi -q
+-x`` (``settings.gpu_query: xml``) gives the same figures and the processes
+in one document.
 """
 
 import re

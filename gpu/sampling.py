@@ -28,6 +28,7 @@ def host_key(environment):
         environment.docker_host,
         settings.get("gpu_source", "auto"),
         settings.get("gpu_image", ""),
+        settings.get("gpu_query", ""),
     )
 
 
@@ -36,13 +37,15 @@ class HostSampler:
 
     def __init__(self, environment, *, sources=None):
         self.environment = environment
+        self.setting, self.problem = "off", None
         try:
             self.setting = source_setting(environment)
-            self.problem = None
+            if sources is None:
+                sources = sources_for(
+                    environment, nvidia_smi=get_config()["NVIDIA_SMI"]
+                )
         except ValueError as exc:
-            self.setting, self.problem = "off", str(exc)
-        if sources is None and self.problem is None:
-            sources = sources_for(environment, nvidia_smi=get_config()["NVIDIA_SMI"])
+            self.problem = str(exc)
         self.sources = sources or []
         self.available = None
         # Why each source found no GPU at the last reading.

@@ -19,6 +19,9 @@ goes through :mod:`gpu.parsing`, the code the tests feed the captures to.
 ``settings.gpu_source`` of an environment picks one; ``auto`` (the default)
 tries NVML, then nvidia-smi, then the helper for a local Docker host, and
 only the helper for a remote one. ``off`` samples nothing.
+``settings.gpu_query: xml`` has both nvidia-smi sources run ``nvidia-smi -q
+-x`` instead of the two CSV queries: one run for GPUs and processes (one
+consistent moment), at the price of a larger, slower answer.
 """
 
 import subprocess
@@ -35,10 +38,12 @@ from .parsing import (
     parse_compute_apps,
     parse_nvml,
     parse_query_gpu,
+    parse_smi_xml,
 )
 
 __all__ = [
     "HELPER_SCRIPT",
+    "QUERY_CHOICES",
     "SOURCE_CHOICES",
     "DockerSmiSource",
     "GpuUnavailable",
@@ -52,6 +57,7 @@ __all__ = [
 ]
 
 SOURCE_CHOICES = ("auto", "nvml", "nvidia-smi", "docker", "off")
+QUERY_CHOICES = ("csv", "xml")
 # Seconds nvidia-smi may take; it answers in well under one on a healthy GPU.
 SMI_TIMEOUT = 20
 
@@ -84,19 +90,35 @@ def source_setting(environment):
     return value
 
 
+def query_setting(environment):
+    """Return the environment's ``settings.gpu_query`` (default ``csv``)."""
+    value = (environment.settings or {}).get("gpu_query", "csv")
+    if value not in QUERY_CHOICES:
+        raise ValueError(
+            f"environment {environment.name}: settings.gpu_query is {value!r}; "
+            f"expected one of {', '.join(QUERY_CHOICES)}"
+        )
+    return value
+
+
 def sources_for(environment, *, nvidia_smi="nvidia-smi"):
     """Return the sources to try for ``environment``, in order (none: off)."""
     setting = source_setting(environment)
+    xml = query_setting(environment) == "xml"
     local = engine.is_local_host(environment)
     if setting == "off":
         return []
     if setting == "nvml":
         return [NvmlSource()]
     if setting == "nvidia-smi":
-        return [LocalSmiSource(nvidia_smi)]
+        return [LocalSmiSource(nvidia_smi, xml=xml)]
     if setting == "docker" or not local:
-        return [DockerSmiSource(environment)]
-    return [NvmlSource(), LocalSmiSource(nvidia_smi), DockerSmiSource(environment)]
+        return [DockerSmiSource(environment, xml=xml)]
+    return [
+        NvmlSource(),
+        LocalSmiSource(nvidia_smi, xml=xml),
+        DockerSmiSource(environment, xml=xml),
+    ]
 
 
 # -- NVML -------------------------------------------------------------------
@@ -249,8 +271,9 @@ class LocalSmiSource:
 
     name = "nvidia-smi"
 
-    def __init__(self, nvidia_smi="nvidia-smi"):
+    def __init__(self, nvidia_smi="nvidia-smi", *, xml=False):
         self.nvidia_smi = nvidia_smi
+        self.xml = xml
 
     def _run(self, args):
         try:
@@ -278,12 +301,17 @@ class LocalSmiSource:
         return self._run(["-L"])
 
     def read(self):
-        gpus = parse_query_gpu(self._run(_query_args("gpu", QUERY_GPU_FIELDS)))
+        if self.xml:
+            gpus, processes = parse_smi_xml(self._run(["-q", "-x"]))
+        else:
+            gpus = parse_query_gpu(self._run(_query_args("gpu", QUERY_GPU_FIELDS)))
+            processes = None
         if not gpus:
             raise GpuUnavailable("nvidia-smi: no GPU found")
-        processes = parse_compute_apps(
-            self._run(_query_args("compute-apps", QUERY_APPS_FIELDS))
-        )
+        if processes is None:
+            processes = parse_compute_apps(
+                self._run(_query_args("compute-apps", QUERY_APPS_FIELDS))
+            )
         cgroups = read_cgroups([p.pid for p in processes])
         return HostReading(self.name, gpus, processes, cgroups)
 
@@ -311,8 +339,26 @@ done
 """
 
 
-def helper_command():
-    """Return the GPU helper's command: the script and its two field lists."""
+#: The same with ``nvidia-smi -q -x``: one section, then the cgroup files of
+#: the pids its ``<pid>`` elements name.
+HELPER_XML_SCRIPT = """\
+echo '@@xml'
+out=$(nvidia-smi -q -x 2>&1)
+rc=$?
+printf '%s\\n' "$out"
+echo "@@exit $rc"
+printf '%s\\n' "$out" | sed -n 's:.*<pid>\\([0-9][0-9]*\\)</pid>.*:\\1:p' |
+while read -r pid; do
+  echo "@@cgroup $pid"
+  cat "/proc/$pid/cgroup" 2>/dev/null
+done
+"""
+
+
+def helper_command(xml=False):
+    """Return the GPU helper's command: the script and its arguments."""
+    if xml:
+        return ["sh", "-c", HELPER_XML_SCRIPT, "gpu-sample"]
     return [
         "sh",
         "-c",
@@ -339,7 +385,7 @@ def parse_helper_output(text):
             sections[name] = [body, None]
 
     for line in text.splitlines():
-        if line.startswith("@@exit ") and name in ("gpus", "apps"):
+        if line.startswith("@@exit ") and name in ("gpus", "apps", "xml"):
             close()
             sections[name][1] = int(line.split()[1])
             name, lines = None, []
@@ -349,7 +395,7 @@ def parse_helper_output(text):
         else:
             lines.append(line)
     close()
-    for key in ("gpus", "apps"):
+    for key in ("xml",) if "xml" in sections else ("gpus", "apps"):
         if key not in sections or sections[key][1] is None:
             raise CaptureError(f"GPU helper output: section {key} missing or cut off")
         sections[key] = tuple(sections[key])
@@ -361,11 +407,14 @@ class DockerSmiSource:
 
     name = "docker"
 
-    def __init__(self, environment, *, image=None, gpus=True, owner="gpu-sampler"):
+    def __init__(
+        self, environment, *, image=None, gpus=True, owner="gpu-sampler", xml=False
+    ):
         self.environment = environment
         self.image = image
         self.gpus = gpus
         self.owner = owner
+        self.xml = xml
 
     def read(self):
         environment = self.environment
@@ -374,7 +423,7 @@ class DockerSmiSource:
             result = engine.run_gpu_helper(
                 engine.client_for(environment),
                 environment,
-                helper_command(),
+                helper_command(self.xml),
                 image=image,
                 gpus=self.gpus,
                 owner=self.owner,
@@ -388,7 +437,7 @@ class DockerSmiSource:
                 f"{_first_line(result.stderr.decode('utf-8', 'replace') or text)}"
             )
         sections = parse_helper_output(text)
-        gpu_text, gpu_exit = sections["gpus"]
+        gpu_text, gpu_exit = sections["xml" if self.xml else "gpus"]
         if gpu_exit == 127:
             raise GpuUnavailable(
                 f"GPU container: nvidia-smi is not in image {image} (the NVIDIA "
@@ -399,9 +448,14 @@ class DockerSmiSource:
             raise GpuUnavailable(
                 f"GPU container: nvidia-smi exit {gpu_exit}: {_first_line(gpu_text)}"
             )
-        gpus = parse_query_gpu(gpu_text)
+        if self.xml:
+            gpus, processes = parse_smi_xml(gpu_text)
+        else:
+            gpus, processes = parse_query_gpu(gpu_text), None
         if not gpus:
             raise GpuUnavailable("GPU container: nvidia-smi found no GPU")
+        if processes is not None:
+            return HostReading(self.name, gpus, processes, sections["cgroups"])
         apps_text, apps_exit = sections["apps"]
         if apps_exit != 0:
             raise GpuUnavailable(

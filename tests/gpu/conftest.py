@@ -37,6 +37,9 @@ fi
 if [ "$1" = "--query-compute-apps={app_fields}" ] && [ "$2" = "--format=csv" ]; then
   exec cat "{dir}/query-compute-apps.csv"
 fi
+if [ "$1" = "-q" ] && [ "$2" = "-x" ]; then
+  exec cat "{dir}/nvidia-smi-q.xml"
+fi
 if [ "$1" = "-L" ]; then
   exec head -n 1 "{dir}/probe.log"
 fi
@@ -82,6 +85,10 @@ def standin_files(folder, *, pid=None, state="load", mount=None):
     for name in (f"query-gpu-{state}.csv", "probe.log"):
         (folder / name).write_text(capture(name))
     (folder / "query-compute-apps.csv").write_text(apps_capture(pid))
+    xml = capture(f"nvidia-smi-q-{state}.xml")
+    if pid is not None:
+        xml = xml.replace(f"<pid>{CAPTURED_PID}</pid>", f"<pid>{pid}</pid>")
+    (folder / "nvidia-smi-q.xml").write_text(xml)
     script = folder / "nvidia-smi"
     script.write_text(
         STANDIN.format(

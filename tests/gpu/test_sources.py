@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gpu.parsing import parse_query_gpu
+from gpu.parsing import parse_query_gpu, parse_smi_xml
 from gpu.readings import MIB
 from gpu.sampling import HostSampler
 from gpu.sources import (
@@ -85,6 +85,20 @@ def test_local_nvidia_smi_sample_attributed_to_the_service(vllm, standin_smi):
 
 
 @pytest.mark.docker
+def test_local_nvidia_smi_xml_sample_attributed_to_the_service(vllm, standin_smi):
+    """``settings.gpu_query: xml``: one ``nvidia-smi -q -x`` run."""
+    env, pid = vllm
+    env.settings = {"gpu_source": "nvidia-smi", "gpu_query": "xml"}
+    (source,) = HostSampler(env).sources
+    source.nvidia_smi = str(standin_smi(pid))
+    (sample,) = HostSampler(env, sources=[source]).sample([env])
+    assert sample.gpus == parse_smi_xml(capture("nvidia-smi-q-load.xml"))[0]
+    assert [(p.pid, p.used_memory_bytes, p.service) for p in sample.processes] == [
+        (pid, 42090 * MIB, "vllm")
+    ]
+
+
+@pytest.mark.docker
 def test_gpu_container_on_a_host_without_gpu_support(make_environment):
     env = make_environment("nogpu")
     client = engine.client_for(env)
@@ -115,6 +129,17 @@ def test_gpu_container_runs_the_queries_in_the_hosts_namespaces(vllm, standin_im
     ]
     client = engine.client_for(env)
     assert engine.list_helpers(client, purpose="gpu.sample", environment=env) == []
+
+
+@pytest.mark.docker
+def test_gpu_container_xml_query(vllm, standin_image):
+    env, pid = vllm
+    source = DockerSmiSource(env, image=standin_image(pid), gpus=False, xml=True)
+    (sample,) = HostSampler(env, sources=[source]).sample([env])
+    assert sample.gpus == parse_smi_xml(capture("nvidia-smi-q-load.xml"))[0]
+    assert [(p.pid, p.stack, p.service) for p in sample.processes] == [
+        (pid, "inference", "vllm")
+    ]
 
 
 @pytest.mark.docker
@@ -165,6 +190,15 @@ def test_gpu_source_unknown_names_the_setting(make_environment):
     assert sample.error == (
         f"environment {env.name}: settings.gpu_source is 'nvml2'; expected one "
         "of auto, nvml, nvidia-smi, docker, off"
+    )
+
+
+def test_gpu_query_unknown_names_the_setting(make_environment):
+    env = make_environment("q", settings={"gpu_query": "json"})
+    (sample,) = HostSampler(env).sample([env])
+    assert sample.error == (
+        f"environment {env.name}: settings.gpu_query is 'json'; expected one of "
+        "csv, xml"
     )
 
 
