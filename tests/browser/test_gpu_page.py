@@ -45,9 +45,8 @@ def test_gpu_page_renders_the_sample_then_follows_live(
 ):
     env, cookie = viewer_cookie
     context = browser.new_context(viewport={"width": 1300, "height": 1100})
-    context.add_cookies(
-        [{"name": settings.SESSION_COOKIE_NAME, "value": cookie, "url": live_server_url}]
-    )
+    session = settings.SESSION_COOKIE_NAME
+    context.add_cookies([{"name": session, "value": cookie, "url": live_server_url}])
     page = context.new_page()
     page.goto(f"{live_server_url}/environments/{env.name}/gpus/")
     card = page.locator('section[data-gpu="0"]')
