@@ -248,6 +248,8 @@ class NvmlSource:
         except pynvml.NVMLError as exc:
             raise GpuUnavailable(f"NVML: {exc}") from exc
         gpus, processes = parse_nvml(raw)
+        if not gpus:
+            raise GpuUnavailable("NVML: no GPU found")
         cgroups = read_cgroups([p.pid for p in processes])
         return HostReading(self.name, gpus, processes, cgroups)
 

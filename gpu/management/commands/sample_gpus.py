@@ -51,7 +51,8 @@ class HostLoop(threading.Thread):
         self.unavailable_interval = unavailable_interval
         self.echo = echo
         self.stopping = threading.Event()
-        self.state = None
+        # What was last reported per environment.
+        self.reported = {}
 
     def run(self):
         sampler = HostSampler(self.environments[0])
@@ -72,8 +73,8 @@ class HostLoop(threading.Thread):
     def report(self, sample):
         """Print a line when an environment's GPUs appear, vanish or change."""
         state = (sample.error, len(sample.gpus), sample.source)
-        if state != getattr(self, f"state_{sample.environment}", None):
-            setattr(self, f"state_{sample.environment}", state)
+        if self.reported.get(sample.environment) != state:
+            self.reported[sample.environment] = state
             self.echo(f"{sample.environment}: {summary_line(sample)}")
 
 
