@@ -97,3 +97,23 @@ backup-alerts:
 
 crontab:
 	.venv/bin/python manage.py crontab $(CRONTAB_ARGS)
+
+# --- GPU status --------------------------------------------------------------
+# make gpu-status [ENVIRONMENT=demo]: sample the environment's GPUs once, print
+# what holds their memory and store/publish the sample (the page shows it).
+# make gpu-sampler: the long-running sampler scripts/demo.sh starts.
+# make gpu-probe [GPU_PROBE_ARGS="--docker-host ssh://gpu-01 --json"]: one
+# sample from each source (NVML, nvidia-smi, a GPU container); exits 1 when
+# none finds a GPU.
+GPU_PROBE_ARGS ?=
+
+.PHONY: gpu-status gpu-sampler gpu-probe
+
+gpu-status:
+	.venv/bin/python manage.py sample_gpus --once --env $(ENVIRONMENT)
+
+gpu-sampler:
+	.venv/bin/python manage.py sample_gpus
+
+gpu-probe:
+	scripts/gpu_probe $(GPU_PROBE_ARGS)

@@ -2,6 +2,7 @@
 
 from django.urls import re_path
 
+from gpu.routing import websocket_urlpatterns as gpu_websocket_urlpatterns
 from stacks.routing import websocket_urlpatterns as stacks_websocket_urlpatterns
 
 from .consumers import NoRouteConsumer, OperationConsumer
@@ -14,6 +15,7 @@ websocket_urlpatterns = [
         name="operation_log",
     ),
     *stacks_websocket_urlpatterns,
+    *gpu_websocket_urlpatterns,
     # Last: any other path gets a 4404 with a message, not a server error.
     re_path(r"", NoRouteConsumer.as_asgi(), name="no_route"),
 ]

@@ -78,6 +78,7 @@ INSTALLED_APPS = [
     "stacks",
     "backups",
     "retention",
+    "gpu",
 ]
 
 MIDDLEWARE = [

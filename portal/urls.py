@@ -83,4 +83,5 @@ urlpatterns = [
     path("", include((portal_patterns, "portal"))),
     path("", include("stacks.urls")),
     path("", include("backups.urls")),
+    path("", include("gpu.urls")),
 ]

@@ -17,6 +17,7 @@ __all__ = [
     "blast_radius",
     "dependent_stacks",
     "get_config",
+    "register_radius_extra",
     "restart_stack",
     "start_stack",
     "stack_parameters",
@@ -144,6 +145,22 @@ def restart_stack(
     )
 
 
+# Figures other apps add to a blast radius, by key: ``{key: function}``;
+# each function takes ``(environment, stack, stopping)`` (the names of the
+# services that stop) and returns a JSON-able value, or None to add nothing.
+_radius_extras = {}
+
+
+def register_radius_extra(key, function):
+    """Add ``function``'s answer to every blast radius under ``key``.
+
+    Apps register in their ``AppConfig.ready()`` (the GPU memory a stop
+    frees, for instance), so this module needs to know none of them.
+    """
+    _radius_extras[key] = function
+    return function
+
+
 def dependent_stacks(stack):
     """Return the stacks that depend on ``stack``, transitively, nearest first.
 
@@ -164,7 +181,8 @@ def blast_radius(environment, stack, service=None, *, states=None):
 
     The result lists the services that stop, then the services of this and
     other stacks whose ``depends_on`` names one of them, and the stacks that
-    depend on this one (whose containers lose the stopped services). With
+    depend on this one (whose containers lose the stopped services), and
+    what other apps registered with :func:`register_radius_extra`. With
     ``states`` (``{project: {service: ContainerState}}``, from the Docker
     host) each dependent says whether it is running now.
     """
@@ -195,10 +213,15 @@ def blast_radius(environment, stack, service=None, *, states=None):
             entry["running"] = bool(state and state.state == "running")
         dependents.append(entry)
     stacks = [s.name for s in dependent_stacks(stack)] if service is None else []
-    return {
+    radius = {
         "environment": environment.name,
         "stack": stack.name,
         "stops": stopping,
         "dependents": dependents,
         "dependent_stacks": stacks,
     }
+    for key, function in sorted(_radius_extras.items()):
+        value = function(environment, stack, stopping)
+        if value is not None:
+            radius[key] = value
+    return radius

@@ -157,4 +157,11 @@ def _describe_radius(radius):
         parts.append(
             f"stacks depending on this one: {', '.join(radius['dependent_stacks'])}"
         )
+    # Figures other apps register (stacks.operations.register_radius_extra)
+    # bring their own text, e.g. the GPU memory the stop frees.
+    parts.extend(
+        value["text"]
+        for value in radius.values()
+        if isinstance(value, dict) and value.get("text")
+    )
     return ". ".join(parts) + "."

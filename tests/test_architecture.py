@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-APPS = ("portal", "stacks", "backups", "retention")
+APPS = ("portal", "stacks", "backups", "retention", "gpu")
 LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
 
 
@@ -140,6 +140,8 @@ def test_import_contracts_hold_on_the_tree(tree_copy):
         ("stacks/views.py", "import docker", "docker"),
         # The engine reaching up into the plan.
         ("stacks/engine/containers.py", "from stacks import compose", "stacks"),
+        # GPU parsing reaching up to the pages.
+        ("gpu/parsing.py", "from gpu import views", "gpu"),
     ],
 )
 def test_import_contracts_fail_on_a_new_back_import(tree_copy, module, line, contract):

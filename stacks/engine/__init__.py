@@ -22,6 +22,7 @@ module             what it holds
 ``logs``           the one log streamer
 ``exec``           commands in containers with streamed stdout/stdin
 ``helpers``        short-lived labelled helper containers; volume tar streams
+``gpus``           GPU helper containers; running containers by id
 ``errors``         :class:`EngineError` and the translation of Docker's errors
 =================  ==========================================================
 """
@@ -50,6 +51,15 @@ from .containers import (
 )
 from .errors import EngineError, api_error_text, engine_errors
 from .exec import ExecResult, ExecStream, exec_run, exec_stream
+from .gpus import (
+    DEFAULT_GPU_IMAGE,
+    GPU_HELPER_PURPOSE,
+    GpuHelperResult,
+    NoGpuSupport,
+    gpu_image,
+    run_gpu_helper,
+    running_containers,
+)
 from .health import wait_ready
 from .helpers import (
     DEFAULT_HELPER_IMAGE,
@@ -74,13 +84,17 @@ from .resources import (
 
 __all__ = [
     "CLIENT_TIMEOUT",
+    "DEFAULT_GPU_IMAGE",
     "DEFAULT_HELPER_IMAGE",
     "DEFAULT_STOP_TIMEOUT",
     "ContainerState",
     "EngineError",
+    "GPU_HELPER_PURPOSE",
+    "GpuHelperResult",
     "ExecResult",
     "ExecStream",
     "LogStream",
+    "NoGpuSupport",
     "api_error_text",
     "check_gpu",
     "check_ports",
@@ -96,6 +110,7 @@ __all__ = [
     "ensure_volume",
     "exec_run",
     "exec_stream",
+    "gpu_image",
     "helper_container",
     "helper_image",
     "ips_overlap",
@@ -112,7 +127,9 @@ __all__ = [
     "remove_container",
     "remove_helpers",
     "remove_network",
+    "run_gpu_helper",
     "run_helper",
+    "running_containers",
     "service_states",
     "split_timestamp",
     "stop_container",
