@@ -11,8 +11,10 @@ class BackupsConfig(AppConfig):
         from portal.panels import register_panel
         from portal.schedules import register_schedule
         from stacks.config.companions import Companion, register_companion
+        from stacks.guards import register_destroy_guard
 
         from . import config
+        from .guards import fresh_backup_guard
         from .metrics import BackupCollector
         from .panels import backup_panel
         from .schedules import (
@@ -31,6 +33,7 @@ class BackupsConfig(AppConfig):
         )
         register_collector("backups", BackupCollector)
         register_panel("backups", backup_panel)
+        register_destroy_guard("backups", fresh_backup_guard)
         register_schedule("backups", scheduled_backups)
         register_schedule("backup-verifications", scheduled_verifications)
         register_schedule("backup-alerts", scheduled_alerts)

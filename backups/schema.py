@@ -54,7 +54,7 @@ SERVICE_KEYS = (
     "restore_commands",
 )
 FREQUENCIES = ("hourly", "daily", "weekly", "monthly")
-VERIFICATION_KEYS = ("checksum", "restore_test", "integrity")
+VERIFICATION_KEYS = ("checksum", "restore_test", "integrity", "before_destroy")
 RESTORE_TEST_KEYS = (
     "enabled",
     "frequency",
@@ -184,6 +184,18 @@ def _check_verification(checker, verification, services):
                     checker.unknown(
                         listed, i, f"{path}.test_services", "service", name, services
                     )
+    before = checker.section(verification, "before_destroy")
+    checker.keys(before, "verification.before_destroy", ("max_age_hours",))
+    hours = before.get("max_age_hours")
+    if hours is not None and (
+        isinstance(hours, bool) or not isinstance(hours, (int, float)) or hours <= 0
+    ):
+        checker.error(
+            before,
+            "max_age_hours",
+            "verification.before_destroy.max_age_hours",
+            f"expected a number of hours above 0, got {hours!r}",
+        )
     integrity = checker.section(verification, "integrity")
     path = "verification.integrity"
     checker.keys(integrity, path, INTEGRITY_KEYS)

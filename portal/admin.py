@@ -15,7 +15,9 @@ audit log itself is read-only for everyone.
 
 import json
 
+from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.helpers import ActionForm
 from django.contrib.admin.utils import unquote
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import GroupAdmin, UserAdmin
@@ -27,7 +29,12 @@ from django.utils.html import format_html, format_html_join
 from .audit import AuditedAdminMixin, record
 from .choices import OperationStatus, Verb
 from .models import AuditEntry, Operation, RoleAssignment, environment_model
-from .operations import cancel_operation
+from .operations import (
+    ApprovalRefused,
+    approve_operation,
+    cancel_operation,
+    reject_operation,
+)
 from .permissions import user_can, visible_environments
 from .redaction import REDACTED
 
@@ -126,9 +133,20 @@ class OperationStatusFilter(admin.SimpleListFilter):
         return queryset
 
 
+class DecisionActionForm(ActionForm):
+    """The action bar of operations, with a reason for a rejection."""
+
+    reason = forms.CharField(
+        required=False, label="Reason (to reject)", max_length=2000
+    )
+
+
 @admin.register(Operation)
 class OperationAdmin(AuditedAdminMixin, admin.ModelAdmin):
-    """Read-only history of operations, with a cancel action."""
+    """Read-only history of operations, with cancel, approve and reject
+    actions (the same rules as everywhere)."""
+
+    action_form = DecisionActionForm
 
     list_display = [
         "short_id",
@@ -144,7 +162,7 @@ class OperationAdmin(AuditedAdminMixin, admin.ModelAdmin):
     list_filter = [OperationStatusFilter, "status", "kind", "environment", "queue_name"]
     search_fields = ["id", "kind", "error", "requested_by__username"]
     date_hierarchy = "created"
-    actions = ["cancel_selected"]
+    actions = ["cancel_selected", "approve_selected", "reject_selected"]
     list_select_related = ["environment", "stack", "requested_by"]
     readonly_fields = ["log_tail"]
 
@@ -220,6 +238,35 @@ class OperationAdmin(AuditedAdminMixin, admin.ModelAdmin):
                 f"Not allowed to cancel: {', '.join(refused)}.",
                 level=messages.ERROR,
             )
+
+    @admin.action(description="Approve selected operations (awaiting approval)")
+    def approve_selected(self, request, queryset):
+        self._decide(request, queryset, approve_operation)
+
+    @admin.action(description="Reject selected operations (with the reason typed)")
+    def reject_selected(self, request, queryset):
+        """Reject with the reason typed beside the action."""
+        reason = request.POST.get("reason", "")
+        self._decide(
+            request,
+            queryset,
+            lambda operation, user: reject_operation(
+                operation, user=user, reason=reason
+            ),
+        )
+
+    def _decide(self, request, queryset, decide):
+        done, refused = [], []
+        for operation in queryset.select_related("environment"):
+            try:
+                decide(operation, user=request.user)
+                done.append(str(operation.pk)[:8])
+            except (PermissionDenied, ApprovalRefused) as exc:
+                refused.append(f"{str(operation.pk)[:8]}: {exc}")
+        if done:
+            self.message_user(request, f"Decided: {', '.join(done)}.")
+        for text in refused:
+            self.message_user(request, text, level=messages.ERROR)
 
 
 @admin.register(AuditEntry)

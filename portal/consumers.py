@@ -17,8 +17,10 @@ from channels.generic.websocket import (
     AsyncJsonWebsocketConsumer,
     AsyncWebsocketConsumer,
 )
+from django.core.exceptions import PermissionDenied
 
 from .models import Operation, OperationLogLine
+from .operations import ApprovalRefused, approve_operation, reject_operation
 from .permissions import user_can
 
 __all__ = [
@@ -108,7 +110,36 @@ class OperationConsumer(AsyncJsonWebsocketConsumer):
             await self.channel_layer.group_discard(group, self.channel_name)
 
     async def receive_json(self, content, **kwargs):
-        """Ignore client frames; the stream is one-way."""
+        """Act on a decision frame; ignore anything else.
+
+        ``{"action": "approve"}`` or ``{"action": "reject", "reason": "..."}``
+        decides on an operation awaiting approval, with exactly the rules of
+        the page, the admin and the command
+        (:mod:`portal.operations.approvals`). The answer is ``{"type":
+        "decision", "ok": true|false, "message": "..."}``; the new status
+        follows as usual.
+        """
+        action = content.get("action") if isinstance(content, dict) else None
+        if action not in ("approve", "reject"):
+            return
+        ok, message = await database_sync_to_async(self._decide)(
+            action, str(content.get("reason") or "")
+        )
+        await self.send_json({"type": "decision", "ok": ok, "message": message})
+
+    def _decide(self, action, reason):
+        user = self.scope["user"]
+        operation = Operation.objects.select_related("environment").get(
+            pk=self.operation.pk
+        )
+        try:
+            if action == "reject":
+                reject_operation(operation, user=user, reason=reason)
+                return True, f"Rejected operation {operation.pk}."
+            operation = approve_operation(operation, user=user)
+            return True, f"Approved operation {operation.pk}."
+        except (PermissionDenied, ApprovalRefused) as exc:
+            return False, str(exc)
 
     async def operation_log(self, event):
         """Forward live lines the client has not had, filling gaps first."""

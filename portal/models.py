@@ -14,6 +14,7 @@ from .choices import LogLevel, OperationStatus, Role
 
 __all__ = [
     "AppendOnlyError",
+    "Approval",
     "environment_model",
     "service_model",
     "stack_model",
@@ -462,3 +463,53 @@ def stack_model():
 def service_model():
     """Return the model of services (what an Operation may target)."""
     return Operation._meta.get_field("service").related_model
+
+
+class Approval(models.Model):
+    """The approval an operation in a protected environment waits for.
+
+    Bound to the plan it was requested with (``plan_hash``): an approval is
+    only given to that plan, and a changed plan voids it. It expires at
+    ``expires``; a decision is made once.
+    """
+
+    class Status(models.TextChoices):
+        WAITING = "waiting", "Waiting"
+        APPROVED = "approved", "Approved"
+        REJECTED = "rejected", "Rejected"
+        EXPIRED = "expired", "Expired"
+        VOIDED = "voided", "Voided (the plan changed)"
+
+    operation = models.OneToOneField(
+        Operation, on_delete=models.CASCADE, related_name="approval"
+    )
+    plan_hash = models.CharField(max_length=64)
+    status = models.CharField(
+        max_length=20, choices=Status.choices, default=Status.WAITING, db_index=True
+    )
+    requested = models.DateTimeField(default=timezone.now)
+    expires = models.DateTimeField(db_index=True)
+    decided = models.DateTimeField(null=True, blank=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    # Kept when the user is deleted.
+    decided_by_name = models.CharField(max_length=150, blank=True)
+    reason = models.TextField(blank=True)
+    notified = models.TextField(
+        blank=True, help_text="Who was notified of the request, and how it went."
+    )
+
+    class Meta:
+        ordering = ["-requested"]
+
+    def __str__(self):
+        return f"approval of {self.operation} ({self.status})"
+
+    @property
+    def is_waiting(self):
+        return self.status == self.Status.WAITING

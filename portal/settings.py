@@ -24,8 +24,12 @@ PORTAL_OWN_VARIABLES = (
     "CSRF_TRUSTED_ORIGINS",
     "DATABASE_URL",
     "DEBUG",
+    "DEFAULT_FROM_EMAIL",
+    "EMAIL_URL",
     "LOG_LEVEL",
     "PORTAL_ADMIN_PASSWORD",
+    "PORTAL_APPROVAL_WEBHOOK_URL",
+    "PORTAL_BASE_URL",
     "PORTAL_CONFIG_DIR",
     "PORTAL_METRICS_TOKEN",
     "PORTAL_PRODUCTION",
@@ -198,6 +202,8 @@ else:
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="stack-portal@localhost")
 # The portal's address as people reach it: links in notifications.
 PORTAL_BASE_URL = env.str("PORTAL_BASE_URL", default="http://127.0.0.1:8000")
+# A webhook that receives approval requests and decisions (besides mail).
+PORTAL_APPROVAL_WEBHOOK_URL = env.str("PORTAL_APPROVAL_WEBHOOK_URL", default="")
 
 LOGGING = {
     "version": 1,

@@ -17,6 +17,12 @@ portal_patterns = [
         "operations/<uuid:pk>/cancel/", views.operation_cancel, name="operation_cancel"
     ),
     path(
+        "operations/<uuid:pk>/approve/",
+        views.operation_approve,
+        name="operation_approve",
+    ),
+    path("approvals/", views.approval_list, name="approval_list"),
+    path(
         "operations/<uuid:pk>/log.txt",
         views.operation_log_text,
         name="operation_log_text",

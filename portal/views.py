@@ -15,7 +15,15 @@ from django.views.decorators.http import require_GET, require_POST
 from .choices import OperationStatus, Verb
 from .metrics import CONTENT_TYPE, render_metrics, token_matches
 from .models import Operation, environment_model
-from .operations import OperationConflict, cancel_operation, request_operation
+from .operations import (
+    ApprovalRefused,
+    OperationConflict,
+    approve_operation,
+    cancel_operation,
+    reject_operation,
+    request_operation,
+    waiting_for,
+)
 from .permissions import require, user_can, visible_environments
 
 PAGE_SIZE = 50
@@ -71,6 +79,24 @@ def operation_list(request):
     )
 
 
+def _approval_context(request, operation):
+    """Return what the operation page shows of its approval, if any."""
+    approval = getattr(operation, "approval", None)
+    if approval is None:
+        return {"approval": None}
+    waiting = (
+        approval.is_waiting and operation.status == OperationStatus.AWAITING_APPROVAL
+    )
+    mine = operation.requested_by_id == request.user.pk
+    return {
+        "approval": approval,
+        "can_decide": waiting
+        and not mine
+        and user_can(request.user, Verb.APPROVE, operation.environment),
+        "own_request": waiting and mine,
+    }
+
+
 @login_required
 def operation_detail(request, pk):
     """Show one operation: plan, status, progress, live log, result."""
@@ -79,6 +105,7 @@ def operation_detail(request, pk):
         request,
         "portal/operation_detail.html",
         {
+            **_approval_context(request, operation),
             "operation": operation,
             "can_cancel": operation.is_active
             and user_can(request.user, Verb.CANCEL, operation.environment),
@@ -112,6 +139,46 @@ def operation_cancel(request, pk):
                 request,
                 f"Cancel requested; operation {operation.pk} stops at its next step.",
             )
+    return redirect(operation)
+
+
+@login_required
+def approval_list(request):
+    """List the operations waiting for an approval the user may give, and the
+    user's own requests that wait."""
+    return render(
+        request,
+        "portal/approval_list.html",
+        {
+            "waiting": waiting_for(request.user),
+            "own": Operation.objects.filter(
+                requested_by=request.user,
+                status=OperationStatus.AWAITING_APPROVAL,
+            ).select_related("environment", "stack", "service", "approval"),
+        },
+    )
+
+
+@login_required
+@require_POST
+def operation_approve(request, pk):
+    """Approve (or, with ``reject``, reject) an operation; then show it."""
+    operation = _get_operation(request, pk, Verb.APPROVE)
+    try:
+        if request.POST.get("decision") == "reject":
+            operation = reject_operation(
+                operation, user=request.user, reason=request.POST.get("reason", "")
+            )
+            messages.success(request, f"Rejected operation {operation.pk}.")
+        else:
+            operation = approve_operation(operation, user=request.user)
+            messages.success(
+                request,
+                f"Approved operation {operation.pk}; it is queued on "
+                f"{operation.queue_name}.",
+            )
+    except ApprovalRefused as exc:
+        messages.error(request, str(exc))
     return redirect(operation)
 
 

@@ -24,6 +24,7 @@ import json
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
 
 from portal.choices import OperationStatus
 from portal.models import environment_model
@@ -157,12 +158,14 @@ class OperationCommand(PortalCommand):
         stack=None,
         service=None,
         parameters=None,
+        confirm=None,
     ):
         """Request ``kind`` and run, enqueue or follow it as ``options`` say.
 
         Return the operation; raise CommandError unless it succeeded (or was
-        only enqueued), and when it cannot be requested (no permission, the
-        stack busy with ``--no-queue``, a plan that cannot be computed).
+        only enqueued, or waits for an approval), and when it cannot be
+        requested (no permission, the stack busy with ``--no-queue``, a plan
+        that cannot be computed, a mistyped confirmation).
         """
         user = self.get_user(options)
         enqueue = options.get("enqueue", False)
@@ -176,6 +179,7 @@ class OperationCommand(PortalCommand):
                 parameters=parameters,
                 wait=not options.get("no_queue", False),
                 enqueue=enqueue,
+                confirm=confirm,
             )
         except PermissionDenied as exc:
             raise self.refused(exc, options)
@@ -186,6 +190,17 @@ class OperationCommand(PortalCommand):
         self.stdout.write(f"Operation {operation.pk}: {kind} on {operation.target}")
         if operation.plan:
             self.stdout.write(f"Plan: {json.dumps(operation.plan, sort_keys=True)}")
+        if operation.status == OperationStatus.AWAITING_APPROVAL:
+            approval = operation.approval
+            self.stdout.write(
+                f"Awaiting approval: {environment.name} is protected; another "
+                f"Approver of it must approve (manage.py approve_operation "
+                f"{operation.pk} --user <approver>, or the approvals page) before "
+                f"{timezone.localtime(approval.expires):%Y-%m-%d %H:%M}. Plan "
+                f"SHA-256 {approval.plan_hash[:12]}. It then runs on a worker of "
+                f"{operation.queue_name}."
+            )
+            return operation
         if enqueue:
             self.stdout.write(f"Queued on {operation.queue_name}.")
             if not options.get("wait"):

@@ -56,11 +56,23 @@ Modules
 ``execution``      what a worker or an inline command runs; following a log
 ``reaper``         abandoned operations and lost jobs
 ``records``        the audit entries of operations; plan summaries
+``approvals``      four-eyes approval of destructive operations, plan hashes
 =================  =========================================================
 """
 
+from .approvals import (
+    INFO_KEY,
+    ApprovalRefused,
+    approve_operation,
+    approvers_of,
+    expire_approvals,
+    plan_hash,
+    reject_operation,
+    waiting_for,
+)
 from .config import DEFAULTS, get_config
 from .exceptions import (
+    ConfirmationMismatch,
     OperationAbandoned,
     OperationCanceled,
     OperationConflict,
@@ -89,7 +101,10 @@ from .runner import OperationRunner
 
 __all__ = [
     "DEFAULTS",
+    "INFO_KEY",
     "OPERATION_JOB",
+    "ApprovalRefused",
+    "ConfirmationMismatch",
     "OperationAbandoned",
     "OperationCanceled",
     "OperationConflict",
@@ -100,21 +115,27 @@ __all__ = [
     "StartHandoff",
     "UnknownOperationKind",
     "abandon_operation",
+    "approve_operation",
+    "approvers_of",
     "autodiscover",
     "cancel_operation",
     "execute_operation",
+    "expire_approvals",
     "finish_operation",
     "follow_operation",
     "get_config",
     "get_runner",
     "load_modules",
     "pid_alive",
+    "plan_hash",
     "queue_operation",
     "reap_operations",
     "register",
     "registered_kinds",
+    "reject_operation",
     "request_operation",
     "run_inline",
     "start_operation",
     "try_reap",
+    "waiting_for",
 ]

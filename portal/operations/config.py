@@ -29,6 +29,13 @@ DEFAULTS = {
     # Username management commands act as when given no --user ("": the
     # PORTAL_SYSTEM_USER setting or variable, else DEFAULT_SYSTEM_USER).
     "SYSTEM_USER": "",
+    # Hours a destructive operation in a protected environment waits for its
+    # approval before it expires (an environment's settings.approval_hours
+    # overrides it).
+    "APPROVAL_HOURS": 24,
+    # Where approval requests and decisions are sent besides the approvers'
+    # and requester's mail: a webhook URL ("": none).
+    "APPROVAL_WEBHOOK_URL": "",
 }
 
 
@@ -40,6 +47,10 @@ def get_config():
     a settings change, and is :data:`DEFAULT_SYSTEM_USER` when none is set.
     """
     config = {**DEFAULTS, **getattr(settings, "PORTAL_OPERATIONS", {})}
+    if not config["APPROVAL_WEBHOOK_URL"]:
+        config["APPROVAL_WEBHOOK_URL"] = getattr(
+            settings, "PORTAL_APPROVAL_WEBHOOK_URL", ""
+        )
     if not config["SYSTEM_USER"]:
         config["SYSTEM_USER"] = (
             getattr(settings, "PORTAL_SYSTEM_USER", "")

@@ -1,6 +1,7 @@
 """What can go wrong with an operation, as exceptions."""
 
 __all__ = [
+    "ConfirmationMismatch",
     "OperationAbandoned",
     "OperationCanceled",
     "OperationConflict",
@@ -45,3 +46,7 @@ class PlanError(ValueError):
     cannot be applied, an unset variable in a port); views and commands
     show the message.
     """
+
+
+class ConfirmationMismatch(PlanError):
+    """A destructive request's typed confirmation does not match."""

@@ -20,6 +20,7 @@ from ..choices import LogLevel, OperationStatus
 from ..models import Operation, OperationLogLine
 from ..publish import publish
 from ..queues import get_connection
+from .approvals import expire_approvals
 from .config import get_config
 from .line import (
     _dispatch_ready,
@@ -181,6 +182,8 @@ def reap_operations(*, dry_run=False, environments=None):
         stalled = stalled.filter(environment__in=environments)
     for environment_id in set(stalled.values_list("environment_id", flat=True)):
         _in_mutex(environment_id, lambda ticket, e=environment_id: _dispatch_ready(e))
+    for operation in expire_approvals(now=now, environments=environments):
+        found.append((operation, "approval expired"))
     return found
 
 

@@ -14,11 +14,18 @@ from rq.job import Job
 
 from .. import audit
 from ..choices import OperationStatus, Verb
-from ..models import Operation
+from ..models import Approval, Operation
 from ..permissions import require
 from ..queues import get_queue, queue_name_for
 from ..redaction import redact
-from .exceptions import OperationConflict
+from .approvals import (
+    approvers_of,
+    expiry_of,
+    needs_approval,
+    notify_request,
+    plan_hash,
+)
+from .exceptions import ConfirmationMismatch, OperationConflict
 from .line import (
     _blocker,
     _conflict_message,
@@ -51,6 +58,7 @@ def request_operation(
     parameters=None,
     wait=True,
     enqueue=True,
+    confirm=None,
 ):
     """Request an operation of ``kind``; return the queued Operation.
 
@@ -60,6 +68,13 @@ def request_operation(
     ``wait=False`` raises :class:`OperationConflict` naming the operation in
     the way. With ``enqueue=False`` the row is for :func:`run_inline`: the
     calling process runs it and no worker ever sees it.
+
+    A runner that asks for a typed confirmation
+    (:meth:`OperationRunner.confirmation`) gets it as ``confirm``; a
+    mismatch raises :class:`ConfirmationMismatch` before anything exists. A
+    destructive operation in a protected environment is created *awaiting
+    approval* (:mod:`portal.operations.approvals`): it runs on a worker
+    once another Approver approves it, whatever ``enqueue`` says.
     """
     runner = get_runner(kind)
     require(user, runner.verb, environment)
@@ -69,12 +84,27 @@ def request_operation(
         elif service.stack_id != stack.pk:
             raise ValueError(f"Service {service} is not part of stack {stack}.")
     parameters = jsonable(dict(parameters or {}))
+    expected = runner.confirmation(
+        environment=environment, stack=stack, service=service, parameters=parameters
+    )
+    if expected is not None and (confirm or "").strip() != expected:
+        raise ConfirmationMismatch(
+            f"Type {expected} to confirm {kind}"
+            + (
+                f" (the typed text {confirm.strip()!r} does not match)."
+                if (confirm or "").strip()
+                else "."
+            )
+        )
     plan = jsonable(
         runner.plan(
             environment=environment, stack=stack, service=service, parameters=parameters
         )
         or {}
     )
+    approval = needs_approval(runner, environment, parameters)
+    if approval:
+        enqueue = True
     queue_name = queue_name_for(environment, runner.queue) if enqueue else ""
 
     def create(ticket):
@@ -98,6 +128,27 @@ def request_operation(
         if not enqueue:
             operation.worker_name = _inline_worker_name()
             operation.heartbeat = now
+        if approval:
+            # No place in the line until approved: it blocks nothing.
+            operation.status = OperationStatus.AWAITING_APPROVAL
+            operation.enqueued = None
+            operation.save(force_insert=True)
+            Approval.objects.create(
+                operation=operation,
+                plan_hash=plan_hash(plan),
+                requested=now,
+                expires=expiry_of(environment, parameters, now),
+            )
+            _request_audit(operation, user, parameters, plan)
+            _audit(
+                "approval.requested",
+                operation,
+                actor=user,
+                plan_sha256=plan_hash(plan),
+                approvers=[u.username for u in approvers_of(environment)],
+            )
+            transaction.on_commit(partial(notify_request, operation.pk))
+            return operation
         # The line is decided before the row exists (a refusal rolls back
         # and leaves nothing), so the row is written once, as it ends up.
         if wait:
@@ -116,26 +167,30 @@ def request_operation(
         operation.save(force_insert=True)
         if operation.dispatched is not None:
             _enqueue_on_commit(operation)
-        audit.record(
-            "operation.requested",
-            actor=user,
-            environment=environment,
-            object_type=_OPERATION_TYPE,
-            object_id=operation.pk,
-            object_repr=f"{kind} {operation.target}",
-            data={
-                "kind": kind,
-                "stack": stack.name if stack else None,
-                "service": service.name if service else None,
-                "parameters": redact(parameters),
-                "plan": _plan_summary(plan),
-                "inline": not enqueue,
-                "queue": queue_name,
-            },
-        )
+        _request_audit(operation, user, parameters, plan)
         return operation
 
     return _in_mutex(environment.pk, create)
+
+
+def _request_audit(operation, user, parameters, plan):
+    audit.record(
+        "operation.requested",
+        actor=user,
+        environment=operation.environment,
+        object_type=_OPERATION_TYPE,
+        object_id=operation.pk,
+        object_repr=f"{operation.kind} {operation.target}",
+        data={
+            "kind": operation.kind,
+            "stack": operation.stack.name if operation.stack else None,
+            "service": operation.service.name if operation.service else None,
+            "parameters": redact(parameters),
+            "plan": _plan_summary(plan),
+            "inline": operation.inline,
+            "queue": operation.queue_name,
+        },
+    )
 
 
 def queue_operation(operation, *, wait=True):

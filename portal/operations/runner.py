@@ -14,6 +14,7 @@ from rq.timeouts import JobTimeoutException
 from ..choices import OperationStatus
 from ..models import Operation
 from ..publish import drain_published, publish
+from .approvals import describe_change, not_after, plan_hash
 from .config import get_config
 from .exceptions import OperationAbandoned, OperationCanceled, OperationFailed
 from .line import finish_operation, start_operation
@@ -85,6 +86,10 @@ class OperationRunner:
     queue = "default"
     mutating = True
     job_timeout = 3600
+    #: Removes or overwrites data: needs an approval in a protected
+    #: environment, and runs only while its plan still holds
+    #: (:meth:`check_plan`).
+    destructive = False
 
     def __init__(self, operation, *, echo=None):
         self.operation = operation
@@ -99,9 +104,52 @@ class OperationRunner:
         """Return what the operation would do, computed when it is requested."""
         return {}
 
+    @classmethod
+    def confirmation(cls, *, environment, stack=None, service=None, parameters=None):
+        """Return the text a requester must type to confirm, or None.
+
+        Destructive runners ask for ``<environment>/<what>``; a dry run
+        needs none.
+        """
+        return None
+
     def run(self):
         """Do the work; return a JSON-able result dict."""
         raise NotImplementedError
+
+    def check_plan(self):
+        """Raise OperationFailed unless the operation may still run as planned.
+
+        A run whose ``not_after`` window has passed does not start late; a
+        destructive run computes its plan again and stops when it differs
+        from the plan it was requested (and approved) with: what is there
+        is no longer what the plan names.
+        """
+        operation = self.operation
+        window = not_after(operation.parameters)
+        if window is not None and timezone.now() > window:
+            raise OperationFailed(
+                f"Missed its window: it had to start by "
+                f"{timezone.localtime(window):%Y-%m-%d %H:%M:%S}; it does not run "
+                "late. Request it again."
+            )
+        if not self.destructive:
+            return
+        current = jsonable(
+            type(self).plan(
+                environment=operation.environment,
+                stack=operation.stack,
+                service=operation.service,
+                parameters=operation.parameters or {},
+            )
+            or {}
+        )
+        if plan_hash(current) != plan_hash(operation.plan or {}):
+            raise OperationFailed(
+                "The plan no longer matches what is there: "
+                + describe_change(operation.plan or {}, current)
+                + ". Nothing was changed; request a new plan."
+            )
 
     def progress(self, percent, message=""):
         """Record and publish progress (0-100) with an optional message."""
@@ -154,6 +202,7 @@ class OperationRunner:
         status, result, error = OperationStatus.SUCCEEDED, None, ""
         raised = None
         try:
+            self.check_plan()
             result = jsonable(self.run())
         except OperationAbandoned:
             status = None

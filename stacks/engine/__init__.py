@@ -46,6 +46,7 @@ from .containers import (
     reconcile_service,
     remove_container,
     service_states,
+    start_container,
     stop_container,
     stop_timeout,
 )
@@ -63,6 +64,7 @@ from .gpus import (
 from .health import wait_ready
 from .helpers import (
     DEFAULT_HELPER_IMAGE,
+    empty_volume,
     helper_container,
     helper_image,
     list_helpers,
@@ -75,14 +77,28 @@ from .images import ensure_image
 from .logs import LogStream, read_log, split_timestamp, stream_logs
 from .preflight import check_gpu, check_ports, ips_overlap
 from .resources import (
+    containers_using_volume,
     ensure_network,
     ensure_volume,
+    list_networks,
+    list_volumes,
     network_by_name,
     overlapping_network,
     remove_network,
+    remove_network_id,
+    remove_volume,
+    volume_sizes,
 )
 
 __all__ = [
+    "start_container",
+    "volume_sizes",
+    "remove_volume",
+    "remove_network_id",
+    "list_volumes",
+    "list_networks",
+    "empty_volume",
+    "containers_using_volume",
     "CLIENT_TIMEOUT",
     "DEFAULT_GPU_IMAGE",
     "DEFAULT_HELPER_IMAGE",

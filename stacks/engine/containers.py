@@ -29,6 +29,7 @@ __all__ = [
     "reconcile_service",
     "remove_container",
     "service_states",
+    "start_container",
     "stop_container",
     "stop_timeout",
 ]
@@ -343,6 +344,16 @@ def _start(client, spec, cid):
         if "port is already allocated" in text or "address already in use" in text:
             raise EngineError(f"Service {spec.name}: port in use: {text}") from exc
         raise EngineError(f"Service {spec.name}: container did not start: {text}")
+
+
+def start_container(client, cid, name=""):
+    """Start the existing container ``cid``; raise EngineError on failure."""
+    try:
+        client.api.start(cid)
+    except APIError as exc:
+        raise EngineError(
+            f"Container {name or cid[:12]} did not start: {api_error_text(exc)}"
+        ) from exc
 
 
 def stop_container(client, cid, *, timeout=DEFAULT_STOP_TIMEOUT):

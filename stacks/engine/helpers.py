@@ -24,6 +24,7 @@ from .errors import EngineError, api_error_text
 
 __all__ = [
     "DEFAULT_HELPER_IMAGE",
+    "empty_volume",
     "VOLUME_MOUNT",
     "helper_container",
     "helper_image",
@@ -222,3 +223,35 @@ def write_volume(client, volume, tar_chunks, *, environment, owner=""):
             ) from exc
         if not ok:
             raise EngineError(f"Volume {volume} could not be written")
+
+
+def empty_volume(client, volume, *, environment, owner=""):
+    """Delete every file in ``volume`` (the volume itself stays, with its
+    labels), from a helper next to the data; raise EngineError on failure."""
+    mount = _volume_mount(client, volume, read_only=False)
+    code, output = run_helper(
+        client,
+        [
+            "find",
+            VOLUME_MOUNT,
+            "-mindepth",
+            "1",
+            "-maxdepth",
+            "1",
+            "-exec",
+            "rm",
+            "-rf",
+            "{}",
+            "+",
+        ],
+        environment=environment,
+        purpose="volume.empty",
+        owner=owner,
+        mounts=[mount],
+        timeout=3600,
+    )
+    if code != 0:
+        raise EngineError(
+            f"Volume {volume} was not emptied (exit {code}): "
+            f"{output.decode('utf-8', 'replace').strip()[-500:]}"
+        )

@@ -9,11 +9,17 @@ from . import labels
 from .errors import EngineError, api_error_text
 
 __all__ = [
+    "containers_using_volume",
     "ensure_network",
     "ensure_volume",
+    "list_networks",
+    "list_volumes",
     "network_by_name",
     "overlapping_network",
     "remove_network",
+    "remove_network_id",
+    "remove_volume",
+    "volume_sizes",
 ]
 
 
@@ -178,3 +184,59 @@ def ensure_volume(client, spec, *, log):
             "using it as it is"
         )
     return spec.docker_name
+
+
+def list_volumes(client, **label_values):
+    """Return the portal's volumes (list API dicts) with these labels
+    (:func:`stacks.engine.labels.selector` keywords), sorted by name."""
+    answer = client.api.volumes(
+        filters={"label": labels.selector(managed="true", **label_values)}
+    )
+    return sorted(answer.get("Volumes") or [], key=lambda v: v["Name"])
+
+
+def list_networks(client, **label_values):
+    """Return the portal's networks (list API dicts) with these labels,
+    sorted by name."""
+    found = client.api.networks(
+        filters={"label": labels.selector(managed="true", **label_values)}
+    )
+    return sorted(found, key=lambda n: n["Name"])
+
+
+def volume_sizes(client):
+    """Return {volume name: bytes it holds} as the engine measures it
+    (``docker system df``); a size the engine does not know is None."""
+    sizes = {}
+    for volume in client.api.df().get("Volumes") or []:
+        size = (volume.get("UsageData") or {}).get("Size", -1)
+        sizes[volume["Name"]] = size if size is not None and size >= 0 else None
+    return sizes
+
+
+def containers_using_volume(client, name):
+    """Return the summaries of every container (running or not) that
+    mounts volume ``name``."""
+    return client.api.containers(all=True, filters={"volume": name})
+
+
+def remove_volume(client, name):
+    """Remove volume ``name``; a missing one counts as removed."""
+    try:
+        client.api.remove_volume(name)
+    except NotFound:
+        pass
+    except APIError as exc:
+        raise EngineError(f"Volume {name} not removed: {api_error_text(exc)}") from exc
+
+
+def remove_network_id(client, network_id, name=""):
+    """Remove network ``network_id``; a missing one counts as removed."""
+    try:
+        client.api.remove_network(network_id)
+    except NotFound:
+        pass
+    except APIError as exc:
+        raise EngineError(
+            f"Network {name or network_id} not removed: {api_error_text(exc)}"
+        ) from exc

@@ -4,10 +4,20 @@ Importing this package registers every runner with the operations engine
 (``portal.operations.autodiscover`` imports each app's ``jobs``):
 
 - :mod:`.lifecycle`: ``stack.start``, ``stack.stop``, ``stack.restart``;
-- :mod:`.hostcheck`: ``host.check``.
+- :mod:`.hostcheck`: ``host.check``;
+- :mod:`.wipes`: ``wipe.stack``, ``wipe.data``, ``wipe.environment``.
 """
 
 from .hostcheck import CheckHostJob
 from .lifecycle import RestartStackJob, StartStackJob, StopStackJob
+from .wipes import WipeDataJob, WipeEnvironmentJob, WipeStackJob
 
-__all__ = ["CheckHostJob", "RestartStackJob", "StartStackJob", "StopStackJob"]
+__all__ = [
+    "CheckHostJob",
+    "RestartStackJob",
+    "StartStackJob",
+    "StopStackJob",
+    "WipeDataJob",
+    "WipeEnvironmentJob",
+    "WipeStackJob",
+]
