@@ -21,7 +21,8 @@ module             what it holds
 ``streams``        Docker's multiplexed stream, split in bulk
 ``logs``           the one log streamer
 ``exec``           commands in containers with streamed stdout/stdin
-``helpers``        short-lived labelled helper containers; volume tar streams
+``helpers``        short-lived labelled helper containers (attached, streamed);
+                   volume tar streams
 ``errors``         :class:`EngineError` and the translation of Docker's errors
 =================  ==========================================================
 """
@@ -53,8 +54,10 @@ from .exec import ExecResult, ExecStream, exec_run, exec_stream
 from .health import wait_ready
 from .helpers import (
     DEFAULT_HELPER_IMAGE,
+    HelperStream,
     helper_container,
     helper_image,
+    helper_stream,
     list_helpers,
     read_volume,
     remove_helpers,
@@ -80,6 +83,7 @@ __all__ = [
     "EngineError",
     "ExecResult",
     "ExecStream",
+    "HelperStream",
     "LogStream",
     "api_error_text",
     "check_gpu",
@@ -98,6 +102,7 @@ __all__ = [
     "exec_stream",
     "helper_container",
     "helper_image",
+    "helper_stream",
     "ips_overlap",
     "is_local_host",
     "labels",
