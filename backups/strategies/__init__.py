@@ -5,6 +5,9 @@ method (the file's)    strategies     what is read
 =====================  =============  =========================================
 ``pg_dump``            full, schema,  ``pg_dump -Fc`` in the container
                        data
+``rdb``, ``aof``       rdb, aof       ``BGSAVE`` then ``dump.rdb``; or
+                                      ``BGREWRITEAOF`` then the append-only
+                                      directory as a tar
 =====================  =============  =========================================
 
 :func:`strategy_for` returns the strategy of a service for a name (the
@@ -16,11 +19,14 @@ from ..schema import STRATEGIES
 from ..tiers import BackupError
 from .base import BackupContext, Strategy
 from .postgres import PostgresStrategy
+from .redis import RedisStrategy
 
 __all__ = ["BackupContext", "Strategy", "default_strategy", "strategy_for"]
 
 _CLASSES = {
     BackupMethod.PG_DUMP: PostgresStrategy,
+    BackupMethod.RDB: RedisStrategy,
+    BackupMethod.AOF: RedisStrategy,
 }
 
 
