@@ -204,6 +204,8 @@ class BackupServiceJob(OperationRunner):
             check_cancel=self.check_cancel,
             progress=progress,
             parameters=self.operation.parameters or {},
+            tier=tier,
+            owner=str(self.operation.pk),
         )
         try:
             impl = strategy_for(context, name)

@@ -8,14 +8,37 @@ nothing touches a disk. A member whose bytes do not add up to the size its
 header announced fails the archive, so restic writes no snapshot of it.
 """
 
+import io
 import tarfile
 import time
 
 from .tiers import BackupError
 
-__all__ = ["BLOCK", "member", "tar_stream"]
+__all__ = ["BLOCK", "ChunkReader", "member", "tar_stream"]
 
 BLOCK = tarfile.BLOCKSIZE
+
+
+class ChunkReader(io.RawIOBase):
+    """A readable file over an iterator of byte chunks (a stream read as a
+    tar with ``tarfile.open(fileobj=..., mode="r|")``)."""
+
+    def __init__(self, chunks):
+        self._chunks = iter(chunks)
+        self._rest = b""
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        while not self._rest:
+            self._rest = next(self._chunks, b"")
+            if not self._rest:
+                return 0
+        size = min(len(buffer), len(self._rest))
+        buffer[:size] = self._rest[:size]
+        self._rest = self._rest[size:]
+        return size
 
 
 def member(name, size, *, mtime=None, mode=0o644, pax=None):

@@ -8,6 +8,8 @@ method (the file's)    strategies     what is read
 ``rdb``, ``aof``       rdb, aof       ``BGSAVE`` then ``dump.rdb``; or
                                       ``BGREWRITEAOF`` then the append-only
                                       directory as a tar
+``collection_backup``  collection     Qdrant's snapshot API, every collection,
+                                      from a helper on the stack's network
 =====================  =============  =========================================
 
 :func:`strategy_for` returns the strategy of a service for a name (the
@@ -19,6 +21,7 @@ from ..schema import STRATEGIES
 from ..tiers import BackupError
 from .base import BackupContext, Strategy
 from .postgres import PostgresStrategy
+from .qdrant import QdrantStrategy
 from .redis import RedisStrategy
 
 __all__ = ["BackupContext", "Strategy", "default_strategy", "strategy_for"]
@@ -27,6 +30,7 @@ _CLASSES = {
     BackupMethod.PG_DUMP: PostgresStrategy,
     BackupMethod.RDB: RedisStrategy,
     BackupMethod.AOF: RedisStrategy,
+    BackupMethod.COLLECTION_BACKUP: QdrantStrategy,
 }
 
 

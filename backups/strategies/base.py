@@ -15,7 +15,9 @@ class BackupContext:
     """What a strategy needs to read one service's data.
 
     ``log``, ``check_cancel`` and ``progress`` are the running operation's;
-    ``container`` is the id of the service's running container.
+    ``container`` is the id of the service's running container; ``tier``
+    the storage tier the data goes to first; ``owner`` what helper
+    containers are labelled as started by (the operation's id).
     """
 
     environment: object
@@ -28,6 +30,8 @@ class BackupContext:
     check_cancel: object
     progress: object = None
     parameters: dict = field(default_factory=dict)
+    tier: object = None
+    owner: str = ""
 
 
 class Strategy:

@@ -18,7 +18,6 @@ from portal.operations import run_inline
 from stacks import engine
 from stacks.config import published_ports
 from stacks.models import Service
-from tests.stacks.live import wait_for
 
 pytestmark = [
     pytest.mark.docker,
@@ -117,25 +116,6 @@ def redis_service(running, docker_client):
     return env, state.id, port, names
 
 
-@pytest.fixture
-def scratch_network(docker_client, docker_labels):
-    return docker_client.networks.create(
-        f"sp-restore-{uuid.uuid4().hex[:10]}", driver="bridge", labels=docker_labels
-    )
-
-
-def start_scratch(docker_client, docker_labels, network, container):
-    """Start ``container`` (created) and return its address once it answers."""
-    docker_client.api.start(container.id)
-
-    def healthy():
-        container.reload()
-        return container.attrs["State"].get("Health", {}).get("Status") == "healthy"
-
-    wait_for(healthy, timeout=90, what="the restored redis to be healthy")
-    return container.attrs["NetworkSettings"]["Networks"][network.name]["IPAddress"]
-
-
 def run_backup(environment, operator, strategy):
     operation = run_inline(
         backup_service(
@@ -150,7 +130,12 @@ def run_backup(environment, operator, strategy):
 
 
 def test_rdb_backup_restores_into_a_fresh_redis_with_plain_restic(
-    redis_service, operator, docker_client, docker_labels, scratch_network
+    redis_service,
+    operator,
+    docker_client,
+    docker_labels,
+    scratch_network,
+    start_scratch,
 ):
     env, _container, port, names = redis_service
     operation = run_backup(env, operator, "rdb")
@@ -184,13 +169,18 @@ def test_rdb_backup_restores_into_a_fresh_redis_with_plain_restic(
         network=scratch_network.name,
         volumes={volume.name: {"bind": "/data", "mode": "rw"}},
     )
-    host = start_scratch(docker_client, docker_labels, scratch_network, restored)
+    host = start_scratch(restored, scratch_network, "the restored redis")
     assert sizes(host, 6379, [0, 2]) == record.manifest["databases"]
     assert values(host, 6379, names) == values("127.0.0.1", port, names)
 
 
 def test_aof_backup_holds_the_append_only_directory_and_restores(
-    redis_service, operator, docker_client, docker_labels, scratch_network
+    redis_service,
+    operator,
+    docker_client,
+    docker_labels,
+    scratch_network,
+    start_scratch,
 ):
     env, _container, port, names = redis_service
     operation = run_backup(env, operator, "aof")
@@ -225,7 +215,7 @@ def test_aof_backup_holds_the_append_only_directory_and_restores(
         "appendonly.aof.manifest",
     ]
     assert owners == {REDIS_UID}
-    host = start_scratch(docker_client, docker_labels, scratch_network, restored)
+    host = start_scratch(restored, scratch_network, "the restored redis")
     assert sizes(host, 6379, [0, 2]) == record.manifest["databases"]
     assert values(host, 6379, names) == values("127.0.0.1", port, names)
 
