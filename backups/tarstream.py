@@ -14,7 +14,7 @@ import time
 
 from .tiers import BackupError
 
-__all__ = ["BLOCK", "ChunkReader", "member", "tar_stream"]
+__all__ = ["BLOCK", "ChunkReader", "directory", "member", "tar_stream"]
 
 BLOCK = tarfile.BLOCKSIZE
 
@@ -53,6 +53,13 @@ def member(name, size, *, mtime=None, mode=0o644, pax=None):
     info.type = tarfile.REGTYPE
     if pax:
         info.pax_headers = {str(k): str(v) for k, v in pax.items()}
+    return info
+
+
+def directory(name, *, mtime=None, mode=0o755, pax=None):
+    """Return the TarInfo of a directory ``name`` (give it no chunks)."""
+    info = member(name, 0, mtime=mtime, mode=mode, pax=pax)
+    info.type = tarfile.DIRTYPE
     return info
 
 

@@ -10,6 +10,8 @@ method (the file's)    strategies     what is read
                                       directory as a tar
 ``collection_backup``  collection     Qdrant's snapshot API, every collection,
                                       from a helper on the stack's network
+``mc_mirror``          bucket         every bucket through the S3 API (boto3),
+                                      objects as members of one tar
 =====================  =============  =========================================
 
 :func:`strategy_for` returns the strategy of a service for a name (the
@@ -20,6 +22,7 @@ from ..choices import BackupMethod
 from ..schema import STRATEGIES
 from ..tiers import BackupError
 from .base import BackupContext, Strategy
+from .minio import MinioStrategy
 from .postgres import PostgresStrategy
 from .qdrant import QdrantStrategy
 from .redis import RedisStrategy
@@ -31,6 +34,7 @@ _CLASSES = {
     BackupMethod.RDB: RedisStrategy,
     BackupMethod.AOF: RedisStrategy,
     BackupMethod.COLLECTION_BACKUP: QdrantStrategy,
+    BackupMethod.MC_MIRROR: MinioStrategy,
 }
 
 
