@@ -12,6 +12,7 @@ from .choices import RecordStatus
 from .models import BackupRecord, BackupStrategy
 
 __all__ = [
+    "backup_config",
     "backup_environment",
     "backup_service",
     "backed_up_services",
@@ -46,6 +47,25 @@ def backup_service(
         user=user,
         environment=environment,
         service=service,
+        parameters=parameters,
+        wait=wait,
+        enqueue=enqueue,
+    )
+
+
+def backup_config(environment, *, user, backup_type=None, wait=True, enqueue=True):
+    """Request a backup of the environment's configuration; return the Operation.
+
+    Environment-wide (``backup.config``): the rendered compose file of every
+    stack and the configuration folder, secrets redacted, into the
+    environment's tiers. ``make backup-full`` requests it besides
+    :func:`backup_environment`'s service backups.
+    """
+    parameters = {"backup_type": backup_type} if backup_type else {}
+    return request_operation(
+        "backup.config",
+        user=user,
+        environment=environment,
         parameters=parameters,
         wait=wait,
         enqueue=enqueue,

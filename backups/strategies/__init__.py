@@ -12,6 +12,8 @@ method (the file's)    strategies     what is read
                                       from a helper on the stack's network
 ``mc_mirror``          bucket         every bucket through the S3 API (boto3),
                                       objects as members of one tar
+(environment-wide)     config         rendered compose files and configs/,
+                                      secrets redacted (``backup.config``)
 =====================  =============  =========================================
 
 :func:`strategy_for` returns the strategy of a service for a name (the
@@ -22,12 +24,19 @@ from ..choices import BackupMethod
 from ..schema import STRATEGIES
 from ..tiers import BackupError
 from .base import BackupContext, Strategy
+from .config import ConfigStrategy
 from .minio import MinioStrategy
 from .postgres import PostgresStrategy
 from .qdrant import QdrantStrategy
 from .redis import RedisStrategy
 
-__all__ = ["BackupContext", "Strategy", "default_strategy", "strategy_for"]
+__all__ = [
+    "ENVIRONMENT_STRATEGIES",
+    "BackupContext",
+    "Strategy",
+    "default_strategy",
+    "strategy_for",
+]
 
 _CLASSES = {
     BackupMethod.PG_DUMP: PostgresStrategy,
@@ -36,6 +45,11 @@ _CLASSES = {
     BackupMethod.COLLECTION_BACKUP: QdrantStrategy,
     BackupMethod.MC_MIRROR: MinioStrategy,
 }
+
+#: Strategies of the environment rather than of a service: no backup method
+#: of ``backup-strategies.yaml`` names them, an operation of their own runs
+#: them (``config``: :mod:`backups.config_backup`).
+ENVIRONMENT_STRATEGIES = {"config": ConfigStrategy}
 
 
 def default_strategy(method):
