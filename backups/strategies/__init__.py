@@ -12,6 +12,9 @@ method (the file's)    strategies     what is read
                                       from a helper on the stack's network
 ``mc_mirror``          bucket         every bucket through the S3 API (boto3),
                                       objects as members of one tar
+``filesystem``,        volumes        every named volume of the service, read
+``snapshot``                          as files by restic in a helper next to
+                                      them (the first tier: a folder)
 (environment-wide)     config         rendered compose files and configs/,
                                       secrets redacted (``backup.config``)
 =====================  =============  =========================================
@@ -29,6 +32,7 @@ from .minio import MinioStrategy
 from .postgres import PostgresStrategy
 from .qdrant import QdrantStrategy
 from .redis import RedisStrategy
+from .volumes import VolumesStrategy
 
 __all__ = [
     "ENVIRONMENT_STRATEGIES",
@@ -44,6 +48,8 @@ _CLASSES = {
     BackupMethod.AOF: RedisStrategy,
     BackupMethod.COLLECTION_BACKUP: QdrantStrategy,
     BackupMethod.MC_MIRROR: MinioStrategy,
+    BackupMethod.FILESYSTEM: VolumesStrategy,
+    BackupMethod.SNAPSHOT: VolumesStrategy,
 }
 
 #: Strategies of the environment rather than of a service: no backup method

@@ -74,6 +74,7 @@ from .resources import (
     overlapping_network,
     remove_network,
 )
+from .specs import MountSpec
 
 __all__ = [
     "CLIENT_TIMEOUT",
@@ -85,6 +86,7 @@ __all__ = [
     "ExecStream",
     "HelperStream",
     "LogStream",
+    "MountSpec",
     "api_error_text",
     "check_gpu",
     "check_ports",

@@ -28,6 +28,7 @@ from docker.types import Mount
 from . import labels
 from .errors import EngineError, api_error_text
 from .exec import CHUNK, STDERR_LIMIT, HijackedStream
+from .specs import MountSpec
 
 __all__ = [
     "DEFAULT_HELPER_IMAGE",
@@ -78,11 +79,13 @@ def helper_container(
     stdin_open=False,
     **options,
 ):
-    """Create a labelled helper container; yield its id; remove it afterwards.
+    r"""Create a labelled helper container; yield its id; remove it afterwards.
 
     The container is created, not started: start it with
     ``client.api.start`` when the work needs a process, or use it as it is
-    for archive reads and writes. ``mounts`` are docker ``Mount`` objects;
+    for archive reads and writes. ``mounts`` are :class:`MountSpec`\ s (a
+    named volume must exist: Docker would create an empty one) or docker
+    ``Mount`` objects;
     ``network_mode`` a network name puts it on that network (``none``:
     none). ``name`` and ``hostname`` name the container and its host name;
     with ``stdin_open`` its standard input is open until the first attached
@@ -100,7 +103,9 @@ def helper_container(
             stdin_open=stdin_open,
             labels=labels.helper_labels(_environment_name(environment), purpose, owner),
             host_config=client.api.create_host_config(
-                mounts=list(mounts) or None, network_mode=network_mode, **options
+                mounts=_mounts(client, mounts) or None,
+                network_mode=network_mode,
+                **options,
             ),
             # Not detached when stdin is open: docker-py then sets StdinOnce,
             # so the program sees EOF when the attached writer is done.
@@ -266,6 +271,22 @@ def remove_helpers(
             continue
         removed.append((summary.get("Names") or ["/?"])[0].lstrip("/"))
     return removed
+
+
+def _mounts(client, mounts):
+    found = []
+    for mount in mounts:
+        if isinstance(mount, MountSpec):
+            if mount.type == "volume":
+                _volume_mount(client, mount.source, read_only=mount.read_only)
+            mount = Mount(
+                target=mount.target,
+                source=mount.source or None,
+                type=mount.type,
+                read_only=mount.read_only,
+            )
+        found.append(mount)
+    return found
 
 
 def _volume_mount(client, volume, *, read_only):

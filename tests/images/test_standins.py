@@ -563,3 +563,15 @@ def test_s3_standin_requires_the_access_key_and_a_valid_signature(s3_standin, ht
     assert "<Code>AccessDenied</Code>" in anonymous.text
     # Health checks need no signature.
     assert http.get(endpoint + "/minio/health/live", timeout=10).status_code == 200
+
+
+def test_restic_image_runs_the_hosts_restic(spawn):
+    """Volume backups run this restic next to the data: the host's own."""
+    import subprocess
+
+    host = subprocess.run(
+        ["restic", "version"], capture_output=True, text=True, check=True
+    ).stdout.split()[:2]
+    container = spawn("restic", command=["restic", "version"])
+    assert container.wait(timeout=60)["StatusCode"] == 0
+    assert container.logs().decode().split()[:2] == host
