@@ -326,6 +326,20 @@ def test_a_full_repository_disk_fails_with_the_tier_named(
     record = BackupRecord.objects.get(operation=operation, tier__name="local")
     assert record.status == "failed" and not record.snapshot_id
     assert engine.list_helpers(docker_client, purpose="restic.backup") == []
+    # What restic in the helper said, as the error the job turned into text.
+    tier = StorageTier.objects.get(name="local")
+    repo = repository(tier, env)
+    with pytest.raises(ResticError) as full:
+        run_restic(
+            docker_client,
+            repo,
+            ["backup", "--json", "--host", snapshot_host(env), "/volumes/models"],
+            environment=env,
+            repository_path=local_path(tier, env),
+            mounts=[engine.MountSpec("volume", "/volumes/models", volume, True)],
+        )
+    assert full.value.kind == "full"
+    assert str(full.value).startswith(f"local tier of {env.name}: ")
 
 
 def test_volume_backups_need_a_folder_as_first_tier(vllm, operator):
