@@ -26,14 +26,20 @@ import shutil
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+# One run id: setup_django labels what the portal creates with it.
+from bench_stack_start import (  # noqa: E402
+    LABEL,
+    RUN_ID,
+    free_offset,
+    free_pool,
+    setup_django,
+)
 
-RUN_ID = uuid.uuid4().hex[:8]
-LABEL = "portal.bench"
 # Random files of ``mib`` MiB each, ``count`` of them, under models/.
 FILL_SCRIPT = (
     'count="$1"; mib="$2"; mkdir -p /data/models; i=0; '
@@ -41,9 +47,6 @@ FILL_SCRIPT = (
     'head -c "$((mib * 1048576))" /dev/urandom > "/data/models/shard-$i.bin"; '
     "i=$((i + 1)); done"
 )
-
-sys.path.insert(0, str(ROOT / "bench"))
-from bench_stack_start import free_offset, free_pool, setup_django  # noqa: E402
 
 
 def remove_all(client):
