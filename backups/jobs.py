@@ -1,81 +1,37 @@
 """Backup runners: what the worker executes (the long queue).
 
-``backup.service`` backs up one service of an environment:
-
-1. plan: the service's strategy (``backup-strategies.yaml``), the
-   environment's tiers (hottest first), the backup type;
-2. open the first tier's repository (created on first use, stale locks
-   of dead restic processes removed) and write a running record;
-3. take the manifest (what the data holds now), then stream the data into
-   restic; the snapshot is tagged so restic alone can find it;
-4. copy the snapshot into each colder repository tier (``restic copy``)
-   and archive it onto a tape tier, a record per tier.
-
-A worker killed in the middle leaves no successful record: restic writes
-its snapshot last, and records left ``running`` by an operation that has
-ended are failed by the next backup of the environment (and shown failed
-meanwhile).
+``backup.service`` backs up one service of an environment: its strategy
+(``backup-strategies.yaml``, :mod:`backups.strategies`) reads the data from
+the service's running container into the first tier, and the snapshot is
+copied into the colder tiers (:class:`backups.runs.BackupRun`).
+``backup.config`` backs up the environment's configuration
+(:mod:`backups.config_backup`).
 """
 
-import time
-
-from django.utils import timezone
-
-from portal.choices import Verb
-from portal.operations import OperationFailed, OperationRunner, PlanError, register
+from portal.operations import OperationFailed, PlanError, register
 from stacks import engine
 
-from . import tapes
-from .choices import RecordStatus, TierKind
-from .models import (
-    ABANDONED_ERROR,
-    BackupPolicy,
-    BackupRecord,
-    BackupStrategy,
-    StorageTier,
-)
+from .config_backup import BackupConfigJob
+from .models import BackupStrategy
 
-# The retention runner: imported so the operations engine, which imports
-# each app's jobs module, registers it.
+# The repository runners: imported so the operations engine, which imports
+# each app's jobs module, registers them.
 from .prune import PruneBackupsJob
-from .restic import ResticError
-from .schema import BACKUP_TYPES, STRATEGIES
+from .runs import BackupRun, fail_abandoned_records, policy_parts, snapshot_tags
+from .schema import STRATEGIES
 from .strategies import BackupContext, strategy_for
-from .tiers import BackupError, repository, snapshot_host
+from .tiers import BackupError
 from .verify import VerifyBackupsJob
 
 __all__ = [
+    "BackupConfigJob",
     "BackupServiceJob",
     "PruneBackupsJob",
     "VerifyBackupsJob",
     "fail_abandoned_records",
+    "policy_parts",
     "snapshot_tags",
 ]
-
-
-def snapshot_tags(record, *, stack, backup_type):
-    """Return the restic tags of ``record``'s snapshot."""
-    return [
-        "portal",
-        f"env={record.environment.name}",
-        f"stack={stack}",
-        f"service={record.service_name}",
-        f"strategy={record.strategy}",
-        f"type={backup_type}",
-        f"record={record.pk}",
-    ]
-
-
-def fail_abandoned_records(environment):
-    """Fail the records of ``environment`` left running by an ended operation."""
-    stale = BackupRecord.objects.filter(
-        environment=environment, status=RecordStatus.RUNNING
-    ).exclude(operation__status__in=("pending", "queued", "running"))
-    return stale.update(
-        status=RecordStatus.FAILED,
-        finished=timezone.now(),
-        error=ABANDONED_ERROR,
-    )
 
 
 def _plan_parts(environment, service, parameters):
@@ -87,12 +43,6 @@ def _plan_parts(environment, service, parameters):
             f"Service {service.name} has no backup strategy "
             "(services in configs/backup-strategies.yaml)."
         )
-    policy = BackupPolicy.objects.filter(environment=environment).first()
-    if policy is None or not policy.tiers:
-        raise PlanError(
-            f"Environment {environment.name} has no backup storage tiers "
-            "(environments in configs/backup-strategies.yaml)."
-        )
     names = STRATEGIES[strategy.method]
     name = parameters.get("strategy") or names[0]
     if name not in names:
@@ -100,27 +50,15 @@ def _plan_parts(environment, service, parameters):
             f"Service {service.name} ({strategy.method}) has no {name!r} backup "
             f"(it has: {', '.join(names)})."
         )
-    backup_type = parameters.get("backup_type") or "incremental"
-    if backup_type not in BACKUP_TYPES:
-        raise PlanError(
-            f"Unknown backup type {backup_type!r} (one of: {', '.join(BACKUP_TYPES)})."
-        )
-    tiers = {t.name: t for t in StorageTier.objects.filter(name__in=policy.tiers)}
-    missing = [name for name in policy.tiers if name not in tiers]
-    if missing:
-        raise PlanError(f"Unknown storage tier(s): {', '.join(missing)}.")
-    return strategy, name, backup_type, [tiers[n] for n in policy.tiers]
+    tiers, backup_type = policy_parts(environment, parameters)
+    return strategy, name, backup_type, tiers
 
 
 @register
-class BackupServiceJob(OperationRunner):
+class BackupServiceJob(BackupRun):
     """Back up one service's data into the environment's storage tiers."""
 
     kind = "backup.service"
-    verb = Verb.BACKUP
-    queue = "long"
-    mutating = True
-    job_timeout = 6 * 3600
 
     @classmethod
     def plan(cls, *, environment, stack=None, service=None, parameters=None):
@@ -139,45 +77,25 @@ class BackupServiceJob(OperationRunner):
         operation = self.operation
         environment, service = operation.environment, operation.service
         parameters = operation.parameters or {}
-        self.started_at = time.monotonic()
         try:
             strategy, name, backup_type, tiers = _plan_parts(
                 environment, service, parameters
             )
         except PlanError as exc:
             raise OperationFailed(str(exc)) from exc
-        abandoned = fail_abandoned_records(environment)
-        if abandoned:
-            self.log.warning(
-                f"{abandoned} record(s) left running by an ended operation marked "
-                "failed"
-            )
-        try:
-            with engine.engine_errors(engine.describe_host(environment)):
-                first = self.back_up(
-                    environment, service, strategy, name, backup_type, tiers[0]
-                )
-                copies = [self.copy(first, tier, backup_type) for tier in tiers[1:]]
-        except (BackupError, ResticError, engine.EngineError) as exc:
-            raise OperationFailed(str(exc)) from exc
-        records = [first, *copies]
-        failed = [r for r in records if r.status != RecordStatus.SUCCEEDED]
-        result = {
-            "records": [_record_summary(r) for r in records],
-            "seconds": round(time.monotonic() - self.started_at, 2),
-        }
-        if failed:
-            raise OperationFailed(
-                f"Backed up to {first.tier.name}, but "
-                + "; ".join(f"{r.tier.name}: {r.error}" for r in failed)
-            )
-        return result
+        return self.write_tiers(
+            environment,
+            tiers,
+            backup_type,
+            lambda: self.back_up(
+                environment, service, strategy, name, backup_type, tiers[0]
+            ),
+        )
 
     # -- steps -----------------------------------------------------------------
 
     def back_up(self, environment, service, strategy_row, name, backup_type, tier):
         """Read the service's data into ``tier``; return the record."""
-        log = self.log
         client = engine.client_for(environment)
         states = engine.service_states(client, environment.project_name(service.stack))
         state = states.get(service.name)
@@ -187,162 +105,33 @@ class BackupServiceJob(OperationRunner):
                 f"{environment.name} ({state.state if state else 'none'}); start it "
                 "to back it up."
             )
-        repo = repository(tier, environment)
-        log.info(f"Repository: {repo.name} ({repo.url})")
-        if repo.ensure():
-            log.info(f"{repo.name}: created (encrypted, compressed)")
-        repo.unlock()
-        record = BackupRecord.objects.create(
-            environment=environment,
+
+        def strategy(progress):
+            return strategy_for(
+                BackupContext(
+                    environment=environment,
+                    stack=service.stack,
+                    service=service,
+                    strategy=strategy_row,
+                    client=client,
+                    container=state.id,
+                    log=self.log,
+                    check_cancel=self.check_cancel,
+                    progress=progress,
+                    parameters=self.operation.parameters or {},
+                    tier=tier,
+                    owner=str(self.operation.pk),
+                ),
+                name,
+            )
+
+        return self.snapshot(
+            environment,
+            tier,
             service=service,
             service_name=service.name,
-            strategy=name,
-            tier=tier,
-            operation=self.operation,
-            repository=repo.url,
+            stack_name=service.stack.name,
+            strategy_name=name,
+            backup_type=backup_type,
+            strategy=strategy,
         )
-        started = time.monotonic()
-        progress_state = {"last": 0.0}
-
-        def progress(done):
-            now = time.monotonic()
-            if now - progress_state["last"] >= 1:
-                progress_state["last"] = now
-                self.progress(10, f"{done / 2**20:.1f} MiB read")
-
-        context = BackupContext(
-            environment=environment,
-            stack=service.stack,
-            service=service,
-            strategy=strategy_row,
-            client=client,
-            container=state.id,
-            log=log,
-            check_cancel=self.check_cancel,
-            progress=progress,
-            parameters=self.operation.parameters or {},
-        )
-        try:
-            impl = strategy_for(context, name)
-            record.manifest = impl.manifest()
-            record.save(update_fields=["manifest"])
-            log.info(f"Manifest: {_describe_manifest(record.manifest)}")
-            record.tags = snapshot_tags(
-                record, stack=service.stack.name, backup_type=backup_type
-            )
-            summary = impl.backup(
-                repo, tags=record.tags, host=snapshot_host(environment)
-            )
-        except BaseException as exc:
-            _fail(record, exc)
-            raise
-        # restic's summary names the snapshot by its short id; the record
-        # keeps the full one, found by the record's own tag.
-        found = repo.snapshots(f"record={record.pk}")
-        record.snapshot_id = found[-1]["id"] if found else summary["snapshot_id"]
-        record.bytes_total = summary.get("total_bytes_processed")
-        record.bytes_added = summary.get("data_added")
-        record.files = summary.get("total_files_processed")
-        record.duration_s = round(time.monotonic() - started, 3)
-        record.status = RecordStatus.SUCCEEDED
-        record.finished = timezone.now()
-        record.save()
-        log.info(
-            f"{tier.name}: snapshot {record.snapshot_id[:8]}, "
-            f"{_size(record.bytes_total)} read, {_size(record.bytes_added)} added, "
-            f"{record.duration_s:.1f}s"
-        )
-        self.progress(60, f"backed up to {tier.name}")
-        return record
-
-    def copy(self, source_record, tier, backup_type):
-        """Copy ``source_record``'s snapshot into ``tier``; return its record."""
-        environment = source_record.environment
-        record = BackupRecord.objects.create(
-            environment=environment,
-            service=source_record.service,
-            service_name=source_record.service_name,
-            strategy=source_record.strategy,
-            tier=tier,
-            operation=self.operation,
-            copied_from=source_record,
-            manifest=source_record.manifest,
-            tags=source_record.tags,
-        )
-        started = time.monotonic()
-        self.check_cancel()
-        try:
-            source = repository(source_record.tier, environment)
-            if tier.kind == TierKind.TAPE:
-                record.repository = str(
-                    tapes.write_archive(source, source_record, tier, environment)
-                )
-                record.snapshot_id = source_record.snapshot_id
-            else:
-                target = repository(tier, environment)
-                record.repository = target.url
-                if target.ensure():
-                    self.log.info(f"{target.name}: created (encrypted, compressed)")
-                target.unlock()
-                target.copy_from(source, [source_record.snapshot_id])
-                found = target.snapshots(f"record={source_record.pk}")
-                if not found:
-                    raise BackupError(
-                        f"{target.name}: the copied snapshot is not there"
-                    )
-                record.snapshot_id = found[-1]["id"]
-        except (BackupError, ResticError) as exc:
-            _fail(record, exc)
-            self.log.error(f"{tier.name}: {exc}")
-            return record
-        except BaseException as exc:
-            _fail(record, exc)
-            raise
-        record.bytes_total = source_record.bytes_total
-        record.files = source_record.files
-        record.duration_s = round(time.monotonic() - started, 3)
-        record.status = RecordStatus.SUCCEEDED
-        record.finished = timezone.now()
-        record.save()
-        self.log.info(
-            f"{tier.name}: copied as {record.snapshot_id[:8]} in "
-            f"{record.duration_s:.1f}s"
-        )
-        return record
-
-
-def _fail(record, exc):
-    record.status = RecordStatus.FAILED
-    record.error = str(exc) or exc.__class__.__name__
-    record.finished = timezone.now()
-    record.save(update_fields=["status", "error", "finished"])
-
-
-def _record_summary(record):
-    return {
-        "id": record.pk,
-        "tier": record.tier.name,
-        "status": record.status,
-        "snapshot": record.snapshot_id,
-        "bytes": record.bytes_total,
-        "added": record.bytes_added,
-        "error": record.error,
-    }
-
-
-def _size(value):
-    if value is None:
-        return "?"
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.1f} {unit}" if unit != "B" else f"{value} B"
-        value /= 1024
-    return f"{value:.1f} TiB"
-
-
-def _describe_manifest(manifest):
-    parts = []
-    for key in ("rows", "keys", "points", "objects", "files", "bytes"):
-        if key in manifest:
-            parts.append(f"{manifest[key]} {key}")
-    return ", ".join(parts) or "taken"

@@ -26,6 +26,7 @@ __all__ = [
     "BACKUP_KINDS",
     "BackupTarget",
     "backed_up_services",
+    "backup_config",
     "backup_environment",
     "backup_service",
     "environment_backup_targets",
@@ -39,7 +40,7 @@ __all__ = [
 
 #: The operation kinds that read an environment's data into its tiers: what
 #: "a backup of the environment is still running" means to a scheduled run.
-BACKUP_KINDS = ("backup.service",)
+BACKUP_KINDS = ("backup.service", "backup.config")
 
 # A `backup full` run of an inline command is between two of its operations
 # for the blink of an eye; an operation it finished this recently counts as
@@ -111,6 +112,25 @@ def request_backup(
     )
 
 
+def backup_config(environment, *, user, backup_type=None, wait=True, enqueue=True):
+    """Request a backup of the environment's configuration; return the Operation.
+
+    Environment-wide (``backup.config``): the rendered compose file of every
+    stack and the configuration folder, secrets redacted, into the
+    environment's tiers. ``make backup-full`` requests it besides
+    :func:`backup_environment`'s service backups.
+    """
+    parameters = {"backup_type": backup_type} if backup_type else {}
+    return request_operation(
+        "backup.config",
+        user=user,
+        environment=environment,
+        parameters=parameters,
+        wait=wait,
+        enqueue=enqueue,
+    )
+
+
 def backed_up_services():
     """Return the services that have a backup strategy, in stack order."""
     names = set(BackupStrategy.objects.values_list("service", flat=True))
@@ -126,15 +146,15 @@ def environment_backup_targets(environment):
 
     One :class:`BackupTarget` per operation: every service that has a
     backup strategy, by its scheduled (default) strategy. This is the one
-    list ``backup full``, the page's *Back up everything* and cron use.
+    list ``backup full``, the page's *Back up everything* and cron use,
+    and last the configuration backup (``backup.config``).
     """
     targets = [
         BackupTarget("backup.service", service) for service in backed_up_services()
     ]
-    # The environment's configuration backup (rendered compose files and
-    # configs, secrets redacted) goes here, as the last target, once a runner
-    # for it exists: targets.append(BackupTarget("backup.config")); and its
-    # kind goes into BACKUP_KINDS.
+    # Last, the environment's configuration: rendered compose files and
+    # configs/, secrets redacted (backup.config, environment-wide).
+    targets.append(BackupTarget("backup.config"))
     return targets
 
 

@@ -31,6 +31,7 @@ __all__ = [
     "PackInfo",
     "Repository",
     "ResticError",
+    "explain",
     "pack_group",
 ]
 
@@ -116,8 +117,9 @@ _FAILURES = [
 ]
 
 
-def _explain(name, command, stderr):
-    """Return a ResticError for a failed run of ``command``."""
+def explain(name, command, stderr):
+    """Return a ResticError for a failed run of ``command`` on repository
+    ``name`` (restic's stderr says why), wherever that restic ran."""
     text = stderr.strip()
     lines = [line for line in text.splitlines() if line.strip()]
     last = lines[-1] if lines else "no output"
@@ -205,11 +207,25 @@ class Repository:
             check=False,
         )
         if done.returncode != 0:
-            raise _explain(self.name, args[0], done.stderr.decode("utf-8", "replace"))
+            raise explain(self.name, args[0], done.stderr.decode("utf-8", "replace"))
         out = done.stdout.decode("utf-8", "replace")
         if parse_json:
             return json.loads(out) if out.strip() else None
         return out
+
+    @property
+    def local_path(self):
+        """The folder of a repository on this machine's filesystem, or None."""
+        path = Path(self.url)
+        return path if path.is_absolute() else None
+
+    def password_input(self):
+        """Return the password as restic reads it from its standard input.
+
+        For restic run elsewhere (in a helper container): standard input is
+        in no ``docker inspect``, command line or process environment.
+        """
+        return self._password.encode() + b"\n"
 
     # -- the repository ----------------------------------------------------
 
@@ -237,6 +253,47 @@ class Repository:
         """Remove stale locks (restic's own rule: a dead process on this host,
         or older than 30 minutes)."""
         self.run("unlock", timeout=120)
+
+    def locks(self, *, timeout=15):
+        """Return ``[(lock id, lock)]``: the locks in the repository now.
+
+        A lock is restic's JSON (``hostname``, ``pid``, ``time``,
+        ``exclusive``). One removed while it is read (its restic ended) is
+        left out: restic retries a missing file for most of a minute, so
+        each read gets ``timeout`` seconds.
+        """
+        found = []
+        for lock_id in self.run("list", "locks", "--no-lock", timeout=120).split():
+            try:
+                lock = self.run(
+                    "cat",
+                    "lock",
+                    lock_id,
+                    "--no-lock",
+                    parse_json=True,
+                    timeout=timeout,
+                )
+            except (ResticError, subprocess.TimeoutExpired):
+                continue
+            if isinstance(lock, dict):
+                found.append((lock_id, lock))
+        return found
+
+    def remove_lock(self, lock_id):
+        """Remove one lock of a repository on this machine's filesystem.
+
+        restic's own ``unlock`` removes only locks of dead processes of the
+        machine it runs on (or older than 30 minutes); this removes one the
+        caller knows is stale.
+        """
+        if self.local_path is None:
+            raise ResticError(
+                f"{self.name}: single locks are removed only in repositories on "
+                "this machine's filesystem"
+            )
+        if not re.fullmatch(r"[0-9a-f]{64}", lock_id):
+            raise ResticError(f"{self.name}: {lock_id!r} is no lock id")
+        (self.local_path / "locks" / lock_id).unlink(missing_ok=True)
 
     def snapshots(self, *tags):
         """Return the snapshots (restic's JSON), those with every tag given."""
@@ -310,7 +367,7 @@ class Repository:
             for reader in readers:
                 reader.join(timeout=30)
         if process.returncode != 0:
-            raise _explain(self.name, "backup", stderr.decode("utf-8", "replace"))
+            raise explain(self.name, "backup", stderr.decode("utf-8", "replace"))
         if not summary.get("snapshot_id"):
             raise ResticError(f"{self.name}: restic backup reported no snapshot")
         return summary
@@ -358,7 +415,7 @@ class Repository:
         finally:
             reader.join(timeout=30)
         if process.returncode != 0:
-            raise _explain(self.name, "dump", stderr.decode("utf-8", "replace"))
+            raise explain(self.name, "dump", stderr.decode("utf-8", "replace"))
 
     # -- between repositories, and upkeep --------------------------------------
 
@@ -375,7 +432,7 @@ class Repository:
         }
         done = subprocess.run(argv, env=environ, capture_output=True, check=False)
         if done.returncode != 0:
-            raise _explain(self.name, "copy", done.stderr.decode("utf-8", "replace"))
+            raise explain(self.name, "copy", done.stderr.decode("utf-8", "replace"))
         return done.stdout.decode("utf-8", "replace")
 
     def forget(self, *, keep, tags=(), dry_run=False, prune=False):
@@ -433,7 +490,7 @@ class Repository:
             or "repository contains errors" in output
         ):
             # restic did not get to check anything: say why, as every run does.
-            raise _explain(self.name, "check", output)
+            raise explain(self.name, "check", output)
         return report
 
     def packs(self):

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from django.utils import timezone
 
+from .tarstream import ChunkReader
 from .tiers import BackupError, tape_path
 
 __all__ = ["ARCHIVE_FORMAT", "MANIFEST_NAME", "SUMS_NAME", "write_archive"]
@@ -26,27 +27,6 @@ __all__ = ["ARCHIVE_FORMAT", "MANIFEST_NAME", "SUMS_NAME", "write_archive"]
 ARCHIVE_FORMAT = "stack-portal tape archive 1"
 MANIFEST_NAME = "PORTAL-MANIFEST.json"
 SUMS_NAME = "PORTAL-SHA256SUMS"
-
-
-class _ChunkReader(io.RawIOBase):
-    """A readable file over an iterator of byte chunks."""
-
-    def __init__(self, chunks):
-        self._chunks = iter(chunks)
-        self._rest = b""
-
-    def readable(self):
-        return True
-
-    def readinto(self, buffer):
-        while not self._rest:
-            self._rest = next(self._chunks, b"")
-            if not self._rest:
-                return 0
-        size = min(len(buffer), len(self._rest))
-        buffer[:size] = self._rest[:size]
-        self._rest = self._rest[size:]
-        return size
 
 
 class _Hashing:
@@ -112,7 +92,7 @@ def write_archive(source, record, tier, environment):
             writer.addfile(
                 *_member(MANIFEST_NAME, json.dumps(manifest, indent=1).encode())
             )
-            reader = tarfile.open(fileobj=_ChunkReader(stream), mode="r|")
+            reader = tarfile.open(fileobj=ChunkReader(stream), mode="r|")
             for member in reader:
                 if member.isfile():
                     data = _Hashing(reader.extractfile(member))

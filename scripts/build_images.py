@@ -41,7 +41,7 @@ CONTEXTS = ROOT / "configs" / "images"
 STATE = ROOT / ".state"
 REPOSITORY = "stackportal"
 LOCAL_TAG = "local"
-IMAGES = ["postgres", "redis", "httpstub", "busybox"]
+IMAGES = ["postgres", "redis", "httpstub", "busybox", "restic"]
 
 SUITE = "bookworm"
 BASE_PACKAGES = ["postgresql-15", "redis-server", "python3", "procps"]
@@ -63,8 +63,12 @@ SLIM_EXCLUDES = [
     "./usr/lib/*/libLLVM-*.so*",
     "./usr/lib/*/libz3.so*",
 ]
-# Host files copied into a context before hashing (kept out of git, see .gitignore).
-HOST_FILES = {"busybox": {"busybox": Path("/bin/busybox")}}
+# Host files copied into a context before hashing (kept out of git, see .gitignore),
+# with the Debian package that provides each.
+HOST_FILES = {
+    "busybox": {"busybox": (Path("/bin/busybox"), "busybox-static")},
+    "restic": {"restic": (Path("/usr/bin/restic"), "restic")},
+}
 
 
 class BuildFailed(Exception):
@@ -228,9 +232,9 @@ def image_tag(name, base):
 
 
 def _copy_host_files(name):
-    for rel, source in HOST_FILES.get(name, {}).items():
+    for rel, (source, package) in HOST_FILES.get(name, {}).items():
         if not source.exists():
-            raise BuildFailed(f"{source} is missing (apt-get install busybox-static)")
+            raise BuildFailed(f"{source} is missing (apt-get install {package})")
         target = CONTEXTS / name / rel
         if not target.exists() or target.read_bytes() != source.read_bytes():
             shutil.copyfile(source, target)

@@ -15,7 +15,9 @@ class BackupContext:
     """What a strategy needs to read one service's data.
 
     ``log``, ``check_cancel`` and ``progress`` are the running operation's;
-    ``container`` is the id of the service's running container.
+    ``container`` is the id of the service's running container; ``tier``
+    the storage tier the data goes to first; ``owner`` what helper
+    containers are labelled as started by (the operation's id).
     """
 
     environment: object
@@ -28,6 +30,8 @@ class BackupContext:
     check_cancel: object
     progress: object = None
     parameters: dict = field(default_factory=dict)
+    tier: object = None
+    owner: str = ""
 
 
 class Strategy:
@@ -56,10 +60,31 @@ class Strategy:
 
     # -- helpers -------------------------------------------------------------
 
-    def exec_text(self, cmd, *, user=""):
+    def container_env(self):
+        """Return the environment variables of the service's container."""
+        context = self.context
+        attrs = context.client.api.inspect_container(context.container)
+        env = {}
+        for item in attrs["Config"].get("Env") or []:
+            key, _, value = item.partition("=")
+            env[key] = value
+        return env
+
+    def settings(self, key):
+        """Return the strategy's ``<key>`` section (``redis_settings``, ...)."""
+        value = (self.context.strategy.settings or {}).get(key)
+        return value if isinstance(value, dict) else {}
+
+    def exec_text(self, cmd, *, user="", environment=None):
         """Run ``cmd`` in the service's container; return stdout, or fail."""
         context = self.context
-        result = engine.exec_run(context.client, context.container, cmd, user=user)
+        result = engine.exec_run(
+            context.client,
+            context.container,
+            cmd,
+            user=user,
+            environment=environment,
+        )
         if not result.ok:
             raise BackupError(
                 f"{cmd[0]} in {context.service.name} exited with {result.exit_code}: "
@@ -67,10 +92,16 @@ class Strategy:
             )
         return result.stdout.decode("utf-8", "replace")
 
-    def stream_from(self, cmd, *, user=""):
+    def stream_from(self, cmd, *, user="", environment=None):
         """Return an exec stream of ``cmd``'s stdout in the service's container."""
         context = self.context
-        return engine.exec_stream(context.client, context.container, cmd, user=user)
+        return engine.exec_stream(
+            context.client,
+            context.container,
+            cmd,
+            user=user,
+            environment=environment,
+        )
 
 
 def counted(chunks, check_cancel, *, every=64, on_bytes=None):

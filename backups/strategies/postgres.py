@@ -44,19 +44,10 @@ class PostgresStrategy(Strategy):
     def __init__(self, context, name):
         super().__init__(context)
         self.name = name
-        env = self._container_env()
+        env = self.container_env()
         self.user = env.get("POSTGRES_USER") or "postgres"
         self.database = env.get("POSTGRES_DB") or self.user
         self.filename = f"{self.database}.{name}.dump"
-
-    def _container_env(self):
-        context = self.context
-        attrs = context.client.api.inspect_container(context.container)
-        env = {}
-        for item in attrs["Config"].get("Env") or []:
-            key, _, value = item.partition("=")
-            env[key] = value
-        return env
 
     def psql(self, sql):
         return self.exec_text(

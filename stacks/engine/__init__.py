@@ -21,7 +21,8 @@ module             what it holds
 ``streams``        Docker's multiplexed stream, split in bulk
 ``logs``           the one log streamer
 ``exec``           commands in containers with streamed stdout/stdin
-``helpers``        short-lived labelled helper containers; volume tar streams
+``helpers``        short-lived labelled helper containers (attached, streamed);
+                   volume tar streams
 ``gpus``           GPU helper containers; running containers by id
 ``errors``         :class:`EngineError` and the translation of Docker's errors
 =================  ==========================================================
@@ -64,9 +65,11 @@ from .gpus import (
 from .health import wait_ready
 from .helpers import (
     DEFAULT_HELPER_IMAGE,
+    HelperStream,
     empty_volume,
     helper_container,
     helper_image,
+    helper_stream,
     list_helpers,
     read_volume,
     remove_helpers,
@@ -89,6 +92,7 @@ from .resources import (
     remove_volume,
     volume_sizes,
 )
+from .specs import MountSpec
 
 __all__ = [
     "start_container",
@@ -109,8 +113,10 @@ __all__ = [
     "GpuHelperResult",
     "ExecResult",
     "ExecStream",
+    "HelperStream",
     "LogStream",
     "NoGpuSupport",
+    "MountSpec",
     "api_error_text",
     "check_gpu",
     "check_ports",
@@ -129,6 +135,7 @@ __all__ = [
     "gpu_image",
     "helper_container",
     "helper_image",
+    "helper_stream",
     "ips_overlap",
     "is_local_host",
     "labels",

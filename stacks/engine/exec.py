@@ -17,7 +17,7 @@ from docker.errors import APIError, NotFound
 from .errors import EngineError, api_error_text
 from .streams import Demuxer, close_response
 
-__all__ = ["ExecResult", "ExecStream", "exec_run", "exec_stream"]
+__all__ = ["ExecResult", "ExecStream", "HijackedStream", "exec_run", "exec_stream"]
 
 # Bytes read from the engine at a time.
 CHUNK = 1 << 20
@@ -46,11 +46,17 @@ class ExecResult:
         return f"<ExecResult exit={self.exit_code}>"
 
 
-class ExecStream:
-    """A running exec: iterate for stdout chunks, then read :attr:`result`.
+class HijackedStream:
+    """Output of a process on a hijacked engine connection, and its input.
+
+    The shared part of :class:`ExecStream` (``docker exec``) and
+    :class:`stacks.engine.helpers.HelperStream` (a helper container's main
+    process, attached): iterate for stdout chunks, then read :attr:`result`.
+    Subclasses open the connection (:meth:`_open` with the engine's
+    response) and say how the process ended (:meth:`_exit_code`).
 
     Use as a context manager so the connection is closed when the caller
-    stops early (a cancel); the command then gets EOF/SIGPIPE on its output.
+    stops early (a cancel); the process then gets EOF/SIGPIPE on its output.
     """
 
     def __init__(
@@ -59,9 +65,6 @@ class ExecStream:
         container_id,
         cmd,
         *,
-        user="",
-        environment=None,
-        workdir=None,
         stdin=None,
         chunk_size=CHUNK,
         stderr_limit=STDERR_LIMIT,
@@ -77,44 +80,22 @@ class ExecStream:
         self._stderr = bytearray()
         self._writer = None
         self._write_error = None
-        api = client.api
-        try:
-            created = api.exec_create(
-                container_id,
-                self.cmd,
-                stdout=True,
-                stderr=True,
-                stdin=stdin is not None,
-                user=user or "",
-                environment=environment,
-                workdir=workdir,
-            )
-        except NotFound as exc:
-            raise EngineError(
-                f"Container {container_id[:12]} not found for {self.cmd[0]}"
-            ) from exc
-        except APIError as exc:
-            raise EngineError(
-                f"Cannot run {self.cmd[0]} in container {container_id[:12]}: "
-                f"{api_error_text(exc)}"
-            ) from exc
-        self.exec_id = created["Id"]
-        self._response = api._post_json(
-            api._url("/exec/{0}/start", self.exec_id),
-            headers={"Connection": "Upgrade", "Upgrade": "tcp"},
-            data={"Tty": False, "Detach": False},
-            stream=True,
-        )
+        self._response = None
+
+    def _open(self, response, name):
+        """Take over the hijacked connection of ``response``; start feeding."""
+        api = self.client.api
+        self._response = response
         # The hijacked connection: no HTTP framing from here on.
-        self._sock = api._get_raw_response_socket(self._response)
+        self._sock = api._get_raw_response_socket(response)
         api._disable_socket_timeout(self._sock)
-        fp = self._response.raw._fp.fp
+        fp = response.raw._fp.fp
         # Read through the buffered reader: it may already hold the first
         # bytes of output that arrived with the response headers.
         self._read = fp.read1 if hasattr(fp, "read1") else self._sock.read
-        if stdin is not None:
+        if self.stdin is not None:
             self._writer = threading.Thread(
-                target=self._feed, name=f"exec-stdin-{self.exec_id[:12]}", daemon=True
+                target=self._feed, name=f"stdin-{name}", daemon=True
             )
             self._writer.start()
 
@@ -148,8 +129,11 @@ class ExecStream:
                 if not data:
                     break
                 out, err = demux.feed(data)
-                if err and len(stderr) < limit:
-                    stderr.extend(err[: limit - len(stderr)])
+                if err:
+                    # Keep the end: the last lines say what failed.
+                    stderr.extend(err)
+                    if len(stderr) > limit:
+                        del stderr[: len(stderr) - limit]
                 if out:
                     self.bytes_out += len(out)
                     yield out
@@ -157,17 +141,13 @@ class ExecStream:
             self.close()
         self.result = self._finish()
 
+    def _exit_code(self):
+        raise NotImplementedError
+
     def _finish(self):
         if self._writer is not None:
             self._writer.join()
-        # The stream ends before the engine records the exit code.
-        deadline = time.monotonic() + 30
-        while True:
-            info = self.client.api.exec_inspect(self.exec_id)
-            if not info.get("Running") or time.monotonic() > deadline:
-                break
-            time.sleep(0.02)
-        result = ExecResult(info.get("ExitCode"), bytes(self._stderr))
+        result = ExecResult(self._exit_code(), bytes(self._stderr))
         if self._write_error is not None and result.exit_code == 0:
             raise EngineError(
                 f"{self.cmd[0]} in container {self.container_id[:12]}: writing its "
@@ -177,7 +157,8 @@ class ExecStream:
 
     def close(self):
         """Close the connection (the command sees its output closed)."""
-        close_response(self._response)
+        if self._response is not None:
+            close_response(self._response)
 
     def __enter__(self):
         return self
@@ -185,6 +166,71 @@ class ExecStream:
     def __exit__(self, *exc):
         self.close()
         return False
+
+
+class ExecStream(HijackedStream):
+    """A running exec: iterate for stdout chunks, then read :attr:`result`."""
+
+    def __init__(
+        self,
+        client,
+        container_id,
+        cmd,
+        *,
+        user="",
+        environment=None,
+        workdir=None,
+        stdin=None,
+        chunk_size=CHUNK,
+        stderr_limit=STDERR_LIMIT,
+    ):
+        super().__init__(
+            client,
+            container_id,
+            cmd,
+            stdin=stdin,
+            chunk_size=chunk_size,
+            stderr_limit=stderr_limit,
+        )
+        api = client.api
+        try:
+            created = api.exec_create(
+                container_id,
+                self.cmd,
+                stdout=True,
+                stderr=True,
+                stdin=stdin is not None,
+                user=user or "",
+                environment=environment,
+                workdir=workdir,
+            )
+        except NotFound as exc:
+            raise EngineError(
+                f"Container {container_id[:12]} not found for {self.cmd[0]}"
+            ) from exc
+        except APIError as exc:
+            raise EngineError(
+                f"Cannot run {self.cmd[0]} in container {container_id[:12]}: "
+                f"{api_error_text(exc)}"
+            ) from exc
+        self.exec_id = created["Id"]
+        response = api._post_json(
+            api._url("/exec/{0}/start", self.exec_id),
+            headers={"Connection": "Upgrade", "Upgrade": "tcp"},
+            data={"Tty": False, "Detach": False},
+            stream=True,
+        )
+        self._open(response, f"exec-{self.exec_id[:12]}")
+
+    def _exit_code(self):
+        # The stream ends before the engine records the exit code.
+        deadline = time.monotonic() + 30
+        while True:
+            info = self.client.api.exec_inspect(self.exec_id)
+            if not info.get("Running") or time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
+        return info.get("ExitCode")
 
 
 def exec_stream(client, container_id, cmd, **kwargs):

@@ -11,6 +11,12 @@ Volumes are read through a helper that mounts them read-only and is never
 started: the engine serves ``GET /containers/{id}/archive`` from the mounted
 volume, streamed, and writes ``PUT .../archive`` into a read-write mount the
 same way.
+
+:func:`helper_stream` runs a program as a helper's main process and streams
+its output (restic next to a volume: progress as it goes); its standard
+input is fed through the attached connection, so a secret the program reads
+there (a repository password) is in no ``docker inspect``, command line or
+label.
 """
 
 import time
@@ -21,13 +27,17 @@ from docker.types import Mount
 
 from . import labels
 from .errors import EngineError, api_error_text
+from .exec import CHUNK, STDERR_LIMIT, HijackedStream
+from .specs import MountSpec
 
 __all__ = [
     "DEFAULT_HELPER_IMAGE",
     "empty_volume",
     "VOLUME_MOUNT",
+    "HelperStream",
     "helper_container",
     "helper_image",
+    "helper_stream",
     "list_helpers",
     "read_volume",
     "remove_helpers",
@@ -65,26 +75,42 @@ def helper_container(
     command=None,
     mounts=(),
     network_mode="none",
+    name=None,
+    hostname=None,
+    stdin_open=False,
     **options,
 ):
-    """Create a labelled helper container; yield its id; remove it afterwards.
+    r"""Create a labelled helper container; yield its id; remove it afterwards.
 
     The container is created, not started: start it with
     ``client.api.start`` when the work needs a process, or use it as it is
-    for archive reads and writes. ``mounts`` are docker ``Mount`` objects.
-    It is removed (with its anonymous volumes) when the block ends, also on
-    an error; one left by a killed process is found by its labels.
+    for archive reads and writes. ``mounts`` are :class:`MountSpec`\ s (a
+    named volume must exist: Docker would create an empty one) or docker
+    ``Mount`` objects;
+    ``network_mode`` a network name puts it on that network (``none``:
+    none). ``name`` and ``hostname`` name the container and its host name;
+    with ``stdin_open`` its standard input is open until the first attached
+    client closes it. Other keywords are host-config options. It is removed
+    (with its anonymous volumes) when the block ends, also on an error; one
+    left by a killed process is found by its labels.
     """
     image = image or helper_image(environment)
     try:
         created = client.api.create_container(
             image,
             command=command,
+            name=name,
+            hostname=hostname,
+            stdin_open=stdin_open,
             labels=labels.helper_labels(_environment_name(environment), purpose, owner),
             host_config=client.api.create_host_config(
-                mounts=list(mounts) or None, network_mode=network_mode, **options
+                mounts=_mounts(client, mounts) or None,
+                network_mode=network_mode,
+                **options,
             ),
-            detach=True,
+            # Not detached when stdin is open: docker-py then sets StdinOnce,
+            # so the program sees EOF when the attached writer is done.
+            detach=not stdin_open,
         )
     except ImageNotFound as exc:
         raise EngineError(
@@ -122,6 +148,90 @@ def run_helper(client, command, *, environment, purpose, timeout=300, **kwargs):
             ) from exc
         output = client.api.logs(cid, stdout=True, stderr=True)
         return status.get("StatusCode"), output
+
+
+class HelperStream(HijackedStream):
+    """A helper's main process, attached: iterate for stdout chunks, then read
+    :attr:`result` (exit code, the end of stderr).
+
+    The connection is attached before the container starts, so no output is
+    lost; ``stdin`` (an iterable of bytes) is written to the process's
+    standard input, which closes when it is exhausted.
+    """
+
+    def __init__(
+        self, client, container_id, cmd, *, stdin=None, chunk_size=CHUNK, timeout=None
+    ):
+        super().__init__(
+            client,
+            container_id,
+            cmd,
+            stdin=stdin,
+            chunk_size=chunk_size,
+            stderr_limit=STDERR_LIMIT,
+        )
+        self.timeout = timeout
+        api = client.api
+        params = {"stdout": 1, "stderr": 1, "stream": 1}
+        if stdin is not None:
+            params["stdin"] = 1
+        try:
+            response = api.post(
+                api._url("/containers/{0}/attach", container_id),
+                params=params,
+                headers={"Connection": "Upgrade", "Upgrade": "tcp"},
+                stream=True,
+            )
+            self._open(response, f"helper-{container_id[:12]}")
+            api.start(container_id)
+        except APIError as exc:
+            self.close()
+            raise EngineError(
+                f"Helper {container_id[:12]} ({self.cmd[0]}) did not start: "
+                f"{api_error_text(exc)}"
+            ) from exc
+
+    def _exit_code(self):
+        try:
+            status = self.client.api.wait(self.container_id, timeout=self.timeout or 60)
+        except Exception as exc:  # noqa: BLE001  (requests' read timeout)
+            raise EngineError(
+                f"Helper {self.container_id[:12]} ({self.cmd[0]}) did not end: {exc}"
+            ) from exc
+        return status.get("StatusCode")
+
+
+@contextmanager
+def helper_stream(
+    client,
+    command,
+    *,
+    environment,
+    purpose,
+    owner="",
+    stdin=None,
+    chunk_size=CHUNK,
+    **kwargs,
+):
+    """Run ``command`` as a helper's main process; yield a :class:`HelperStream`.
+
+    Keywords are :func:`helper_container`'s (``image``, ``mounts``,
+    ``network_mode``, ``name``, ``hostname``, host-config options). The
+    helper is removed when the block ends; leaving it early (a cancel)
+    removes it while the program runs, which stops the program.
+    """
+    with helper_container(
+        client,
+        environment=environment,
+        purpose=purpose,
+        owner=owner,
+        command=command,
+        stdin_open=stdin is not None,
+        **kwargs,
+    ) as cid:
+        stream = HelperStream(client, cid, command, stdin=stdin, chunk_size=chunk_size)
+        with stream:
+            yield stream
 
 
 def list_helpers(client, *, purpose=None, environment=None, owner=None):
@@ -162,6 +272,22 @@ def remove_helpers(
             continue
         removed.append((summary.get("Names") or ["/?"])[0].lstrip("/"))
     return removed
+
+
+def _mounts(client, mounts):
+    found = []
+    for mount in mounts:
+        if isinstance(mount, MountSpec):
+            if mount.type == "volume":
+                _volume_mount(client, mount.source, read_only=mount.read_only)
+            mount = Mount(
+                target=mount.target,
+                source=mount.source or None,
+                type=mount.type,
+                read_only=mount.read_only,
+            )
+        found.append(mount)
+    return found
 
 
 def _volume_mount(client, volume, *, read_only):

@@ -208,3 +208,37 @@ def backup_environment(configs, backup_variables, docker_client):
         tiers=demo_policy.tiers,
     )
     return env
+
+
+@pytest.fixture
+def scratch_network(docker_client, docker_labels):
+    """Return a labelled network for the throw-away containers of a restore."""
+    import uuid
+
+    return docker_client.networks.create(
+        f"sp-restore-{uuid.uuid4().hex[:10]}", driver="bridge", labels=docker_labels
+    )
+
+
+@pytest.fixture
+def start_scratch(docker_client):
+    """Return a function starting a created container on ``scratch_network``
+    and returning its address there once Docker reports it healthy."""
+    from tests.stacks.live import wait_for
+
+    def start(container, network, what="the restored service"):
+        docker_client.api.start(container.id)
+
+        def healthy():
+            container.reload()
+            state = container.attrs["State"]
+            if state["Status"] in ("exited", "dead"):
+                raise AssertionError(
+                    f"{what} exited: {container.logs(tail=20).decode(errors='replace')}"
+                )
+            return state.get("Health", {}).get("Status") == "healthy"
+
+        wait_for(healthy, timeout=90, what=f"{what} to be healthy")
+        return container.attrs["NetworkSettings"]["Networks"][network.name]["IPAddress"]
+
+    return start

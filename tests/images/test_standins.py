@@ -401,3 +401,177 @@ def test_busybox_standin_runs_shell_commands(spawn):
     lines = container.logs().decode().split()
     assert lines[:3] == ["hello", "from", "busybox"]
     assert int(lines[3]) > 100  # applet links installed
+
+
+# --- the S3 stand-in (MinIO in the demo), through boto3 -------------------------------
+
+S3_PORT = 9000
+S3_USER, S3_SECRET = "standin-user", "standin-secret-key"
+# Keys S3 allows and a careless server mangles: spaces, plus, equals, ampersand,
+# percent, unicode, a trailing slash, a long one.
+ODD_KEYS = [
+    "plain.txt",
+    "with space/and+plus=eq&amp%25.bin",
+    "ünïcødé/日本語.txt",
+    "folder/",
+    "deep/" + "x" * 900,
+]
+
+
+def s3_client(endpoint, key=S3_USER, secret=S3_SECRET):
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=key,
+        aws_secret_access_key=secret,
+        region_name="us-east-1",
+        config=Config(
+            s3={"addressing_style": "path"},
+            retries={"max_attempts": 1},
+            proxies={},
+        ),
+    )
+
+
+@pytest.fixture
+def s3_standin(spawn, network):
+    container = spawn(
+        "httpstub",
+        environment={
+            "STANDIN_KIND": "s3",
+            "STANDIN_NAME": "minio",
+            "STANDIN_PORT": str(S3_PORT),
+            "STANDIN_STORAGE": "/data",
+            "MINIO_ROOT_USER": S3_USER,
+            "MINIO_ROOT_PASSWORD": S3_SECRET,
+        },
+    )
+    wait_healthy(container)
+    return container, f"http://{ip_on(container, network)}:{S3_PORT}"
+
+
+def test_s3_standin_serves_buckets_and_objects_to_boto3(s3_standin, network, http):
+    container, endpoint = s3_standin
+    s3 = s3_client(endpoint)
+    s3.create_bucket(Bucket="media")
+    s3.create_bucket(Bucket="empty")
+    assert [b["Name"] for b in s3.list_buckets()["Buckets"]] == ["empty", "media"]
+    with pytest.raises(s3.exceptions.BucketAlreadyOwnedByYou):
+        s3.create_bucket(Bucket="media")
+    s3.head_bucket(Bucket="media")
+
+    bodies = {key: hashlib.sha256(key.encode()).digest() * 40 for key in ODD_KEYS}
+    for key, body in bodies.items():
+        s3.put_object(
+            Bucket="media",
+            Key=key,
+            Body=body,
+            ContentType="application/x-test",
+            Metadata={"origin": "test"},
+        )
+    for key, body in bodies.items():
+        got = s3.get_object(Bucket="media", Key=key)
+        assert got["Body"].read() == body
+        assert got["ContentType"] == "application/x-test"
+        assert got["Metadata"] == {"origin": "test"}
+        assert got["ETag"] == f'"{hashlib.md5(body).hexdigest()}"'
+        head = s3.head_object(Bucket="media", Key=key)
+        assert head["ContentLength"] == len(body)
+    listed = s3.list_objects_v2(Bucket="media")
+    assert [o["Key"] for o in listed["Contents"]] == sorted(ODD_KEYS)
+    assert [o["Size"] for o in listed["Contents"]] == [
+        len(bodies[k]) for k in sorted(ODD_KEYS)
+    ]
+
+    # Pagination: 3 keys a page over 5 keys and 23 more.
+    for i in range(23):
+        s3.put_object(Bucket="media", Key=f"page/{i:03d}", Body=b"p" * i)
+    pages = list(
+        s3.get_paginator("list_objects_v2").paginate(
+            Bucket="media", PaginationConfig={"PageSize": 3}
+        )
+    )
+    assert len(pages) == 10
+    keys = [o["Key"] for page in pages for o in page.get("Contents", [])]
+    assert keys == sorted([*ODD_KEYS, *(f"page/{i:03d}" for i in range(23))])
+    by_folder = s3.list_objects_v2(Bucket="media", Delimiter="/", Prefix="")
+    assert [p["Prefix"] for p in by_folder["CommonPrefixes"]] == [
+        "deep/",
+        "folder/",
+        "page/",
+        "with space/",
+        "ünïcødé/",
+    ]
+    assert [o["Key"] for o in by_folder["Contents"]] == ["plain.txt"]
+
+    s3.delete_object(Bucket="media", Key="plain.txt")
+    with pytest.raises(s3.exceptions.ClientError) as gone:
+        s3.head_object(Bucket="media", Key="plain.txt")
+    assert gone.value.response["Error"]["Code"] == "404"
+    with pytest.raises(s3.exceptions.NoSuchKey):
+        s3.get_object(Bucket="media", Key="plain.txt")
+    with pytest.raises(s3.exceptions.ClientError, match="BucketNotEmpty"):
+        s3.delete_bucket(Bucket="media")
+    s3.delete_bucket(Bucket="empty")
+
+    # Objects are files on the volume: a restart keeps them.
+    container.restart(timeout=10)
+    wait_healthy(container)
+    s3 = s3_client(f"http://{ip_on(container, network)}:{S3_PORT}")
+    assert [b["Name"] for b in s3.list_buckets()["Buckets"]] == ["media"]
+    assert (
+        s3.get_object(Bucket="media", Key=ODD_KEYS[2])["Body"].read()
+        == (bodies[ODD_KEYS[2]])
+    )
+
+
+def test_s3_standin_streams_a_large_object(s3_standin):
+    _container, endpoint = s3_standin
+    s3 = s3_client(endpoint)
+    s3.create_bucket(Bucket="big")
+    body = bytes(range(256)) * (96 * 1024)  # 24 MiB
+    s3.put_object(Bucket="big", Key="blob", Body=body)
+    got = s3.get_object(Bucket="big", Key="blob")["Body"]
+    digest, size = hashlib.sha256(), 0
+    for chunk in got.iter_chunks(1 << 20):
+        digest.update(chunk)
+        size += len(chunk)
+    assert (size, digest.hexdigest()) == (len(body), hashlib.sha256(body).hexdigest())
+
+
+def test_s3_standin_requires_the_access_key_and_a_valid_signature(s3_standin, http):
+    _container, endpoint = s3_standin
+    import botocore.exceptions
+
+    codes = {}
+    for name, key, secret in (
+        ("other key", "someone-else", S3_SECRET),
+        ("wrong secret", S3_USER, "not-the-secret"),
+    ):
+        with pytest.raises(botocore.exceptions.ClientError) as refused:
+            s3_client(endpoint, key, secret).list_buckets()
+        codes[name] = refused.value.response["Error"]["Code"]
+    assert codes == {
+        "other key": "InvalidAccessKeyId",
+        "wrong secret": "SignatureDoesNotMatch",
+    }
+    anonymous = http.get(endpoint + "/", timeout=10)
+    assert anonymous.status_code == 403
+    assert "<Code>AccessDenied</Code>" in anonymous.text
+    # Health checks need no signature.
+    assert http.get(endpoint + "/minio/health/live", timeout=10).status_code == 200
+
+
+def test_restic_image_runs_the_hosts_restic(spawn):
+    """Volume backups run this restic next to the data: the host's own."""
+    import subprocess
+
+    host = subprocess.run(
+        ["restic", "version"], capture_output=True, text=True, check=True
+    ).stdout.split()[:2]
+    container = spawn("restic", command=["restic", "version"])
+    assert container.wait(timeout=60)["StatusCode"] == 0
+    assert container.logs().decode().split()[:2] == host

@@ -4,16 +4,22 @@ Standard library only. Configured through the environment:
 
 STANDIN_NAME     service name shown in responses (default "standin")
 STANDIN_PORT     port, or comma list of ports, to listen on (default 8080)
-STANDIN_KIND     generic | vllm | qdrant (default generic)
+STANDIN_KIND     generic | vllm | qdrant | s3 (default generic)
 STANDIN_DEPENDS  comma list of host:port; GET /health checks a TCP connect to each
                  and answers 503 when one fails
 STANDIN_MODEL    model id for /v1/models (VLLM_MODEL wins when set)
-STANDIN_STORAGE  qdrant: collections and snapshots directory (default /qdrant/storage)
+STANDIN_STORAGE  qdrant: collections and snapshots directory (default /qdrant/storage);
+                 s3: buckets and objects directory
 
 With STANDIN_KIND=qdrant the collection, point-count and collection-snapshot
 endpoints of Qdrant 1.12 are served with Qdrant's response envelope. Collections
 persist as JSON under STANDIN_STORAGE/collections; snapshots are tar files under
 STANDIN_STORAGE/snapshots.
+
+With STANDIN_KIND=s3 the S3 API MinIO serves is answered (standin_s3.py: buckets,
+ListObjectsV2, objects; requests signed with MINIO_ROOT_USER and
+MINIO_ROOT_PASSWORD); unsigned requests for the health paths (/minio/health/live,
+/healthz, ...) are health checks.
 """
 
 import email.parser
@@ -34,6 +40,8 @@ import traceback
 import urllib.parse
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import standin_s3
 
 NAME = os.environ.get("STANDIN_NAME", "standin")
 KIND = os.environ.get("STANDIN_KIND", "generic")
@@ -341,6 +349,7 @@ def download(handler, name, snapshot):
 
 
 STORE = QdrantStore(STORAGE) if KIND == "qdrant" else None
+S3 = standin_s3.S3Store(STORAGE) if KIND == "s3" else None
 NAME_RE, SNAP_RE = r"/collections/([^/]+)", r"/collections/([^/]+)/snapshots/([^/]+)"
 # (method, path pattern, function(handler, *path parameters) -> result).
 # Comments name the spec's operationIds.
@@ -384,6 +393,9 @@ ROUTES = [
 class Handler(BaseHTTPRequestHandler):
     server_version = "standin/1"
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes: without this a keep-alive
+    # client waits for a delayed ACK (about 40 ms) on every request.
+    disable_nagle_algorithm = True
 
     def log_message(self, fmt, *args):
         if self.headers.get("User-Agent") != "standin-healthcheck":
@@ -447,6 +459,12 @@ class Handler(BaseHTTPRequestHandler):
         started = time.time()
         url = urllib.parse.urlsplit(self.path)
         path, self.query = url.path.rstrip("/") or "/", urllib.parse.parse_qs(url.query)
+        # Unsigned requests for a health path (not "/": ListBuckets) are
+        # health checks; everything else is S3, bodies streamed to disk.
+        if S3 is not None and (
+            path == "/" or path not in HEALTH_PATHS or "Authorization" in self.headers
+        ):
+            return standin_s3.handle(self, S3)
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
             self.close_connection = True
             return self.send(
