@@ -14,10 +14,12 @@ from django.utils import timezone
 
 from portal.choices import Verb
 from portal.operations import OperationFailed, OperationRunner, PlanError, register
+from stacks import engine
 
 from .models import BackupPolicy, BackupRecord, StorageTier
 from .restic import ResticError
 from .tiers import BackupError, repository
+from .volumes import clear_stale_locks
 
 __all__ = ["PruneBackupsJob", "keep_policy"]
 
@@ -93,9 +95,9 @@ class PruneBackupsJob(OperationRunner):
                     result["tiers"][tier.name] = {"removed": [], "kept": 0}
                     continue
                 if not dry_run:
-                    repo.unlock()
+                    clear_stale_locks(environment, repo, self.log)
                 groups = repo.forget(keep=keep, dry_run=dry_run, prune=not dry_run)
-            except (BackupError, ResticError) as exc:
+            except (BackupError, ResticError, engine.EngineError) as exc:
                 raise OperationFailed(str(exc)) from exc
             removed = [s for g in groups for s in (g.get("remove") or [])]
             kept = sum(len(g.get("keep") or []) for g in groups)

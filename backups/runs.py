@@ -174,7 +174,10 @@ class BackupRun(OperationRunner):
         except BaseException as exc:
             _fail(record, exc)
             raise
-        record.snapshot_id = summary["snapshot_id"]
+        # restic's summary names the snapshot by its short id; the record
+        # keeps the full one, found by the record's own tag.
+        found = repo.snapshots(f"record={record.pk}")
+        record.snapshot_id = found[-1]["id"] if found else summary["snapshot_id"]
         record.bytes_total = summary.get("total_bytes_processed")
         record.bytes_added = summary.get("data_added")
         record.files = summary.get("total_files_processed")

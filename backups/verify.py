@@ -34,6 +34,7 @@ from django.utils import timezone
 
 from portal.choices import Verb
 from portal.operations import OperationFailed, OperationRunner, PlanError, register
+from stacks import engine
 
 from .alerts import evaluate_after
 from .choices import ProofStatus, RecordStatus
@@ -46,6 +47,7 @@ from .models import (
 )
 from .restic import ResticError, pack_group
 from .tiers import BackupError, repository
+from .volumes import clear_stale_locks
 
 __all__ = [
     "PACK_PREFIX",
@@ -238,7 +240,7 @@ class VerifyBackupsJob(OperationRunner):
             )
             try:
                 summary = self.check_repository(check, settings)
-            except (BackupError, ResticError) as exc:
+            except (BackupError, ResticError, engine.EngineError) as exc:
                 check.status = ProofStatus.ERROR
                 check.error = str(exc)
                 check.finished = timezone.now()
@@ -267,7 +269,7 @@ class VerifyBackupsJob(OperationRunner):
             check.finished = timezone.now()
             check.save()
             return {"status": check.status, "packs": 0}
-        repo.unlock()
+        clear_stale_locks(environment, repo, self.log)
         started = timezone.now()
         packs = repo.packs()
         groups = n = None

@@ -38,6 +38,7 @@ __all__ = [
     "HOST_PREFIX",
     "REPOSITORY_MOUNT",
     "VOLUMES_MOUNT",
+    "clear_stale_locks",
     "remove_stale_helper_locks",
     "restic_image",
     "run_restic",
@@ -54,6 +55,23 @@ VOLUMES_MOUNT = "/volumes"
 def restic_image(environment):
     """Return the restic helper image of ``environment``."""
     return (environment.settings or {}).get("restic_image") or DEFAULT_RESTIC_IMAGE
+
+
+def clear_stale_locks(environment, repository, log=None):
+    """Remove the stale locks of ``repository`` before a run that needs it
+    alone (check, prune): restic's own (dead processes on this host, or
+    older than 30 minutes) and those of restic helpers that no longer run."""
+    repository.unlock()
+    client = engine.client_for(environment)
+    with engine.engine_errors(engine.describe_host(environment)):
+        hosts = remove_stale_helper_locks(client, repository)
+    for host in hosts:
+        if log is not None:
+            log.warning(
+                f"{repository.name}: removed a stale lock of restic helper {host} "
+                "(it no longer runs)"
+            )
+    return hosts
 
 
 def remove_stale_helper_locks(client, repository):

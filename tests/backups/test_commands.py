@@ -285,10 +285,14 @@ def test_full_runs_every_service_reports_each_and_fails(
     assert operations.count() == len(SCHEDULED)
     assert {op.status for op in operations} == {"failed"}
     names = [op.service.name for op in operations.order_by("created")]
+    # The configuration needs no running service: it is backed up.
+    config = Operation.objects.get(environment=env, kind="backup.config")
+    assert config.status == "succeeded", config.error
     assert error == (
-        f"{len(SCHEDULED)} of {len(SCHEDULED)} backups of {env.name} did not "
+        f"{len(SCHEDULED)} of {len(SCHEDULED) + 1} backups of {env.name} did not "
         f"succeed: {', '.join(names)}."
     )
+    assert "== backup.config\n" in out
     for name in names:
         assert f"== {name}\n" in out
         assert (
@@ -337,10 +341,14 @@ def test_full_enqueue_queues_one_operation_per_service(
             "root",
         )
     operations = Operation.objects.filter(environment=env)
-    assert sorted(op.service.name for op in operations) == sorted(SCHEDULED)
+    services = operations.filter(kind="backup.service")
+    assert sorted(op.service.name for op in services) == sorted(SCHEDULED)
+    # And the configuration, last.
+    assert operations.filter(kind="backup.config", service=None).count() == 1
+    assert operations.count() == len(SCHEDULED) + 1
     assert {op.status for op in operations} == {"queued"}
     assert {op.parameters["backup_type"] for op in operations} == {"full"}
-    assert out.count("Queued on long.") == len(SCHEDULED)
+    assert out.count("Queued on long.") == len(SCHEDULED) + 1
     assert "  postgres             ok      operation " in out
 
 
@@ -582,8 +590,8 @@ def test_cron_line_runs_the_backup_and_skips_while_one_runs(
     assert _run_cron_line(out, tmp_path) == 1
     text = log.read_text()
     assert (
-        f"CommandError: {len(SCHEDULED)} of {len(SCHEDULED)} backups of {env.name}"
-        in (text)
+        f"CommandError: {len(SCHEDULED)} of {len(SCHEDULED) + 1} backups of "
+        f"{env.name}" in (text)
     )
     ran = Operation.objects.filter(environment=env, status="failed")
     assert ran.count() == len(SCHEDULED)

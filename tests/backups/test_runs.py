@@ -144,10 +144,14 @@ def test_environment_backup_runs_every_service_and_fails_only_the_broken_one(
     env = running("postgres")
     only_local(env)
     operations = backup_environment(env, user=operator, enqueue=False)
-    services = {op.service.name: op for op in operations}
+    # Every service, then the configuration.
+    assert operations[-1].kind == "backup.config"
+    services = {op.service.name: op for op in operations[:-1]}
     assert {"postgres", "redis", "qdrant", "minio"} <= set(services)
     finished = {name: run_inline(op) for name, op in services.items()}
     assert finished["postgres"].status == "succeeded", finished["postgres"].error
+    config = run_inline(operations[-1])
+    assert config.status == "succeeded", config.error
     redis = finished["redis"]
     assert redis.status == "failed"
     assert redis.error.startswith(

@@ -278,7 +278,7 @@ def test_lock_of_a_killed_helper_is_removed_and_a_live_one_kept(
         "runs)" in log_text(operation)
     )
     assert repo.locks() == []
-    assert "no errors were found" in repo.check()
+    assert "no errors were found" in repo.check().output
 
 
 @pytest.fixture
