@@ -22,6 +22,8 @@ module             what it holds
 ``logs``           the one log streamer
 ``exec``           commands in containers with streamed stdout/stdin
 ``helpers``        short-lived labelled helper containers; volume tar streams
+``hostnet``        what holds addresses on a host: networks, routes, pools
+``probes``         names resolved and health probed from inside networks
 ``errors``         :class:`EngineError` and the translation of Docker's errors
 =================  ==========================================================
 """
@@ -61,9 +63,20 @@ from .helpers import (
     run_helper,
     write_volume,
 )
+from .hostnet import (
+    BUILTIN_ADDRESS_POOLS,
+    HostAddress,
+    HostNetwork,
+    daemon_address_pools,
+    host_addresses,
+    host_networks,
+    network_users,
+    remove_network_id,
+)
 from .images import ensure_image
 from .logs import LogStream, read_log, split_timestamp, stream_logs
 from .preflight import check_gpu, check_ports, ips_overlap
+from .probes import DEFAULT_PROBE_IMAGE, probe_image, resolve_names, run_probes
 from .resources import (
     ensure_network,
     ensure_volume,
@@ -73,13 +86,17 @@ from .resources import (
 )
 
 __all__ = [
+    "BUILTIN_ADDRESS_POOLS",
     "CLIENT_TIMEOUT",
     "DEFAULT_HELPER_IMAGE",
+    "DEFAULT_PROBE_IMAGE",
     "DEFAULT_STOP_TIMEOUT",
     "ContainerState",
     "EngineError",
     "ExecResult",
     "ExecStream",
+    "HostAddress",
+    "HostNetwork",
     "LogStream",
     "api_error_text",
     "check_gpu",
@@ -88,6 +105,7 @@ __all__ = [
     "close_clients",
     "config_hash",
     "container_create_options",
+    "daemon_address_pools",
     "describe_host",
     "engine_errors",
     "engine_facts",
@@ -98,13 +116,17 @@ __all__ = [
     "exec_stream",
     "helper_container",
     "helper_image",
+    "host_addresses",
+    "host_networks",
     "ips_overlap",
     "is_local_host",
     "labels",
     "list_containers",
     "list_helpers",
     "network_by_name",
+    "network_users",
     "overlapping_network",
+    "probe_image",
     "project_containers",
     "read_log",
     "read_volume",
@@ -112,6 +134,9 @@ __all__ = [
     "remove_container",
     "remove_helpers",
     "remove_network",
+    "remove_network_id",
+    "resolve_names",
+    "run_probes",
     "run_helper",
     "service_states",
     "split_timestamp",
