@@ -4,10 +4,27 @@ Importing this package registers every runner with the operations engine
 (``portal.operations.autodiscover`` imports each app's ``jobs``):
 
 - :mod:`.lifecycle`: ``stack.start``, ``stack.stop``, ``stack.restart``;
-- :mod:`.hostcheck`: ``host.check``.
+- :mod:`.hostcheck`: ``host.check``;
+- :mod:`.networks`: ``network.check``, ``network.validate``,
+  ``network.health``, ``network.cleanup``.
 """
 
 from .hostcheck import CheckHostJob
 from .lifecycle import RestartStackJob, StartStackJob, StopStackJob
+from .networks import (
+    CheckNetworkConflictsJob,
+    CheckNetworkHealthJob,
+    CleanupNetworksJob,
+    ValidateNetworksJob,
+)
 
-__all__ = ["CheckHostJob", "RestartStackJob", "StartStackJob", "StopStackJob"]
+__all__ = [
+    "CheckHostJob",
+    "CheckNetworkConflictsJob",
+    "CheckNetworkHealthJob",
+    "CleanupNetworksJob",
+    "RestartStackJob",
+    "StartStackJob",
+    "StopStackJob",
+    "ValidateNetworksJob",
+]
