@@ -13,13 +13,13 @@ network to what is in its way. Nothing needs JavaScript; every shape has a
 from dataclasses import dataclass, field
 
 from .. import engine
-from .conflicts import Planned, find_conflicts
+from .conflicts import Planned, block, find_conflicts
 from .hostfacts import occupants, read_host
 from .plan import planned_on_host
 
 __all__ = ["HostPicture", "host_picture", "layout", "shown_message"]
 
-COLUMN = 290
+COLUMN = 360
 HOST_COLUMN = 430
 PER_ROW = 3
 GAP = 60
@@ -73,6 +73,14 @@ class HostPicture:
             (c.severity, shown_message(c, self.visible))
             for c in (*self.conflicts, *self.warnings)
         ]
+
+
+def block_key(subnet):
+    """Return a sort key of a subnet (unreadable ones last)."""
+    try:
+        return block(subnet)[:2]
+    except ValueError:
+        return (1 << 200, 0)
 
 
 def shown_message(conflict, visible):
@@ -157,11 +165,15 @@ def layout(picture, visible):
     # What else is on the host: every occupant that is not a planned
     # network in place.
     represented = {(p.docker_name, p.subnet) for p in picture.planned}
-    others = [
-        o
-        for o in occupants(facts)
-        if not (o.owner and (o.owner, o.subnet) in represented)
-    ]
+    order = {"network": 0, "interface": 1, "route": 2, "pool": 3}
+    others = sorted(
+        (
+            o
+            for o in occupants(facts)
+            if not (o.owner and (o.owner, o.subnet) in represented)
+        ),
+        key=lambda o: (order.get(o.kind, 9), block_key(o.subnet), o.name),
+    )
     in_the_way = {
         (c.other.kind, c.other.name, c.other.subnet)
         for c in (*report.conflicts, *report.warnings)
@@ -235,10 +247,10 @@ def layout(picture, visible):
                 x,
                 y,
                 COLUMN,
-                f"{planned.stack:<11} {planned.subnet}",
+                f"{planned.stack:<10} {planned.subnet:<18} {planned.network}",
                 f"net {state}",
                 f"{planned.describe()}: {state}",
-                40,
+                46,
             )
             anchors[("planned", planned.docker_name)] = (x + 6, y + 9)
         row_height = max(row_height, HEAD + ROW * max(len(rows), 1) + 6)
