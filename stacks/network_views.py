@@ -3,6 +3,7 @@
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
+from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
@@ -76,7 +77,7 @@ def network_action(request, name, action):
     """Ask for a network check, validation, health probe or cleanup."""
     environment = get_object_or_404(Environment, name=name)
     if action not in NETWORK_ACTIONS:
-        return redirect("stacks:network_map")
+        raise Http404(f"No network action {action!r}.")
     verb, request_action, options, label = NETWORK_ACTIONS[action]
     require(request.user, verb, environment)
     try:

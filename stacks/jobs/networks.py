@@ -19,6 +19,7 @@ from ..networks import (
     remove_orphans,
     validate_environment,
 )
+from ..secrets import InvalidReference, MissingSecret
 from .lifecycle import flag
 
 __all__ = [
@@ -58,6 +59,10 @@ class _NetworkRunner(OperationRunner):
                 return self.steps()
         except engine.EngineError as exc:
             raise OperationFailed(str(exc)) from exc
+        except (MissingSecret, InvalidReference, ValueError) as exc:
+            raise OperationFailed(
+                f"Configuration of environment {self.environment.name}: {exc}"
+            ) from exc
 
     def steps(self):
         raise NotImplementedError

@@ -5,7 +5,7 @@ as it is: the template asks for the section where it wants it.
 """
 
 from django import template
-from django.db.models import Max
+from django.db.models import Max, Subquery
 
 from ..models import HealthProbe
 
@@ -13,24 +13,20 @@ register = template.Library()
 
 
 def latest_probes(environment):
-    """Return the newest probe of each service of ``environment``."""
+    """Return the newest probe of each service of ``environment`` (one query).
+
+    Rows of one run are saved in one batch, so the highest id of a service
+    is its newest probe.
+    """
     newest = (
         HealthProbe.objects.filter(environment=environment)
         .values("service")
-        .annotate(last=Max("checked"))
+        .annotate(last=Max("pk"))
+        .values("last")
     )
-    if not newest:
-        return []
-    last = {row["service"]: row["last"] for row in newest}
-    rows = HealthProbe.objects.filter(
-        environment=environment, checked__in=set(last.values())
-    ).order_by("stack", "service", "-pk")
-    seen, found = set(), []
-    for row in rows:
-        if row.checked == last.get(row.service) and row.service not in seen:
-            seen.add(row.service)
-            found.append(row)
-    return found
+    return list(
+        HealthProbe.objects.filter(pk__in=Subquery(newest)).order_by("stack", "service")
+    )
 
 
 @register.inclusion_tag("stacks/network_health_section.html")

@@ -184,3 +184,10 @@ def test_health_history_and_environment_page_show_probes(client, world):
     section = page[page.index('id="network-health"') :]
     assert 'data-probe="api"' in section and "HTTP 200" in section
     assert "connection refused" not in section  # only the newest per service
+
+
+def test_unknown_action_is_not_found(client, world):
+    env, _other, users, _ = world
+    client.force_login(users["operator"])
+    assert client.post(_action(env, "explode")).status_code == 404
+    assert not Operation.objects.exists()

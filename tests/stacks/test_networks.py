@@ -214,17 +214,27 @@ def test_pool_exhaustion_is_a_clear_error(net_environment, net_operator, docker_
     assert is_free_on_host(docker_client, suggestion)
 
 
-def test_all_environments_without_env_and_exit_status(net_environment, make_user):
-    """Without --env: the environments the user may check; non-zero on one
-    conflict among them."""
+def test_without_env_every_permitted_environment_and_non_zero_on_one_conflict(
+    net_environment, make_user, docker_client, docker_labels
+):
     env = net_environment()
     other = net_environment("b")
     user = make_user_with_role(make_user, env)
+    RoleAssignment.objects.create(user=user, role=Role.OPERATOR, environment=other)
+    subnet = planned(other, "multimodal-ui-net").subnet
+    make_network(docker_client, f"in-the-way-{RUN_ID}", subnet, docker_labels)
+
     output, error = call("check_network_conflicts", "--user", user.username)
-    assert error is None, output
-    assert f"== {env.name}" not in output  # one environment: no headings
-    assert "Not in this run" in output and other.name in output.split("\n")[0]
-    assert Operation.objects.filter(kind="network.check").count() == 1
+    assert error is not None
+    assert str(error) == (
+        f"network.check did not succeed in 1 of 2 environment(s): {other.name}."
+    )
+    assert output.startswith("Not in this run (")
+    assert "demo" in output.splitlines()[0] and env.name not in output.splitlines()[0]
+    assert f"== {env.name}" in output and f"== {other.name}" in output
+    assert f"  {env.name:<20} ok      operation " in output
+    assert f"  {other.name:<20} FAILED  " in output
+    assert Operation.objects.filter(kind="network.check").count() == 2
 
 
 # --------------------------------------------------------------------------
