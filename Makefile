@@ -117,3 +117,30 @@ gpu-sampler:
 
 gpu-probe:
 	scripts/gpu_probe $(GPU_PROBE_ARGS)
+
+# --- Networks ----------------------------------------------------------------
+# make check-network-conflicts|validate-networks|check-network-health|cleanup-networks
+#     [ENVIRONMENT=demo] [PORTAL_USER=admin] [DRY_RUN=1] [NETWORK_ARGS=...]
+# Without ENVIRONMENT on the command line (or in the environment) they run
+# for every environment the user may run them in. They exit non-zero on a
+# conflict, a failed validation or probe, or a network that could not be
+# removed. cleanup-networks removes the portal's orphaned networks; DRY_RUN=1
+# only lists them. NETWORK_ARGS passes more options, e.g. "--strict" or
+# "--enqueue --wait".
+DRY_RUN ?=
+NETWORK_ARGS ?=
+NETWORK_OPTS = $(if $(filter command line environment environment override,$(origin ENVIRONMENT)),--env $(ENVIRONMENT)) $(if $(PORTAL_USER),--user $(PORTAL_USER)) $(NETWORK_ARGS)
+
+.PHONY: check-network-conflicts validate-networks check-network-health cleanup-networks
+
+check-network-conflicts:
+	.venv/bin/python manage.py check_network_conflicts $(NETWORK_OPTS)
+
+validate-networks:
+	.venv/bin/python manage.py validate_networks $(NETWORK_OPTS)
+
+check-network-health:
+	.venv/bin/python manage.py check_network_health $(NETWORK_OPTS)
+
+cleanup-networks:
+	.venv/bin/python manage.py cleanup_networks $(if $(DRY_RUN),--dry-run) $(NETWORK_OPTS)

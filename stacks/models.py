@@ -18,6 +18,7 @@ from .schema.keys import OVERRIDE_KEYS
 __all__ = [
     "ConfigValue",
     "Environment",
+    "HealthProbe",
     "Network",
     "NetworkOverride",
     "Service",
@@ -360,3 +361,46 @@ class ServiceOverride(models.Model):
             raise ValidationError(
                 {"values": f"Unknown override keys: {', '.join(sorted(unknown))}."}
             )
+
+
+class HealthProbe(models.Model):
+    """One health probe of a service, made from inside its stack's network.
+
+    Written by the ``network.health`` operation (``stacks.networks.health``);
+    the rows are the history the environment page shows.
+    """
+
+    environment = models.ForeignKey(
+        Environment, on_delete=models.CASCADE, related_name="health_probes"
+    )
+    stack = models.CharField(max_length=40)
+    service = models.CharField(max_length=80)
+    # postgres, redis, http or tcp.
+    kind = models.CharField(max_length=20)
+    target = models.CharField(max_length=300)
+    network = models.CharField(max_length=200, blank=True)
+    ok = models.BooleanField()
+    seconds = models.FloatField(null=True, blank=True)
+    address = models.CharField(max_length=64, blank=True)
+    detail = models.CharField(max_length=500, blank=True)
+    checked = models.DateTimeField(db_index=True)
+    operation = models.ForeignKey(
+        "portal.Operation",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="health_probes",
+    )
+
+    class Meta:
+        ordering = ["-checked", "stack", "service"]
+        indexes = [
+            models.Index(
+                fields=["environment", "service", "-checked"],
+                name="stacks_probe_latest",
+            )
+        ]
+
+    def __str__(self):
+        state = "ok" if self.ok else "failed"
+        return f"{self.service} in {self.environment}: {state}"

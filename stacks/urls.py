@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import network_views, views
 
 app_name = "stacks"
 
@@ -27,5 +27,16 @@ urlpatterns = [
             name=f"stack_{action}",
         )
         for action in views.STACK_ACTIONS
+    ),
+    path("networks/", network_views.network_map, name="network_map"),
+    path(
+        "environments/<str:name>/health/",
+        network_views.network_health,
+        name="network_health",
+    ),
+    path(
+        "environments/<str:name>/networks/<str:action>/",
+        network_views.network_action,
+        name="network_action",
     ),
 ]

@@ -24,6 +24,8 @@ module             what it holds
 ``helpers``        short-lived labelled helper containers (attached, streamed);
                    volume tar streams
 ``gpus``           GPU helper containers; running containers by id
+``hostnet``        what holds addresses on a host: networks, routes, pools
+``probes``         names resolved and health probed from inside networks
 ``errors``         :class:`EngineError` and the translation of Docker's errors
 =================  ==========================================================
 """
@@ -76,11 +78,23 @@ from .helpers import (
     run_helper,
     write_volume,
 )
+from .hostnet import (
+    BUILTIN_ADDRESS_POOLS,
+    HostAddress,
+    HostNetwork,
+    daemon_address_pools,
+    host_addresses,
+    host_networks,
+    network_users,
+    remove_network_id,
+)
 from .images import ensure_image
 from .logs import LogStream, read_log, split_timestamp, stream_logs
 from .preflight import check_gpu, check_ports, ips_overlap
+from .probes import DEFAULT_PROBE_IMAGE, probe_image, resolve_names, run_probes
 from .resources import (
     containers_using_volume,
+    delete_network,
     ensure_network,
     ensure_volume,
     list_networks,
@@ -88,13 +102,13 @@ from .resources import (
     network_by_name,
     overlapping_network,
     remove_network,
-    remove_network_id,
     remove_volume,
     volume_sizes,
 )
 from .specs import MountSpec
 
 __all__ = [
+    "delete_network",
     "start_container",
     "volume_sizes",
     "remove_volume",
@@ -103,9 +117,11 @@ __all__ = [
     "list_networks",
     "empty_volume",
     "containers_using_volume",
+    "BUILTIN_ADDRESS_POOLS",
     "CLIENT_TIMEOUT",
     "DEFAULT_GPU_IMAGE",
     "DEFAULT_HELPER_IMAGE",
+    "DEFAULT_PROBE_IMAGE",
     "DEFAULT_STOP_TIMEOUT",
     "ContainerState",
     "EngineError",
@@ -114,6 +130,8 @@ __all__ = [
     "ExecResult",
     "ExecStream",
     "HelperStream",
+    "HostAddress",
+    "HostNetwork",
     "LogStream",
     "NoGpuSupport",
     "MountSpec",
@@ -124,6 +142,7 @@ __all__ = [
     "close_clients",
     "config_hash",
     "container_create_options",
+    "daemon_address_pools",
     "describe_host",
     "engine_errors",
     "engine_facts",
@@ -136,13 +155,17 @@ __all__ = [
     "helper_container",
     "helper_image",
     "helper_stream",
+    "host_addresses",
+    "host_networks",
     "ips_overlap",
     "is_local_host",
     "labels",
     "list_containers",
     "list_helpers",
     "network_by_name",
+    "network_users",
     "overlapping_network",
+    "probe_image",
     "project_containers",
     "read_log",
     "read_volume",
@@ -151,6 +174,8 @@ __all__ = [
     "remove_helpers",
     "remove_network",
     "run_gpu_helper",
+    "resolve_names",
+    "run_probes",
     "run_helper",
     "running_containers",
     "service_states",

@@ -10,6 +10,7 @@ from .errors import EngineError, api_error_text
 
 __all__ = [
     "containers_using_volume",
+    "delete_network",
     "ensure_network",
     "ensure_volume",
     "list_networks",
@@ -17,7 +18,6 @@ __all__ = [
     "network_by_name",
     "overlapping_network",
     "remove_network",
-    "remove_network_id",
     "remove_volume",
     "volume_sizes",
 ]
@@ -230,7 +230,7 @@ def remove_volume(client, name):
         raise EngineError(f"Volume {name} not removed: {api_error_text(exc)}") from exc
 
 
-def remove_network_id(client, network_id, name=""):
+def delete_network(client, network_id, name=""):
     """Remove network ``network_id``; a missing one counts as removed."""
     try:
         client.api.remove_network(network_id)

@@ -7,7 +7,8 @@ first when asked):
 
 1. plan, resolve each service's environment (secrets only here, never
    logged), make sure the images are there (pull with progress);
-2. preflight: GPUs, host ports, stacks it depends on running;
+2. preflight: GPUs, host ports, stacks it depends on running, subnet
+   conflicts of the networks it creates (``stacks.networks.preflight``);
 3. networks (planned subnets; the dependency stacks' networks joined),
    volumes;
 4. services level by level in ``depends_on`` order: reconcile each
@@ -29,6 +30,7 @@ from .. import engine
 from ..compose import resolve_spec, stack_plan, start_levels
 from ..groups import logs_group
 from ..models import Service
+from ..networks import preflight as network_preflight
 from ..operations import blast_radius, dependent_stacks, get_config
 from ..secrets import (
     InvalidEnvFile,
@@ -227,6 +229,7 @@ class _StackRunner(OperationRunner):
             self.check_cancel()
         engine.check_gpu(client, env, services)
         engine.check_ports(client, env, plan)
+        network_preflight(client, env, plan, log=log, owner=self.operation.pk)
 
         network_ids = {}
         for net in plan.networks:

@@ -274,7 +274,7 @@ class _WipeRunner(OperationRunner):
             engine.remove_volume(client, row["name"])
             log.info(f"volume {row['name']}: removed")
         for row in plan.get("networks") or []:
-            engine.remove_network_id(client, row["id"], row["name"])
+            engine.delete_network(client, row["id"], row["name"])
             log.info(f"network {row['name']}: removed")
         return {
             "removed": {

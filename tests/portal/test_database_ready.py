@@ -34,6 +34,10 @@ COMMANDS = [
     ["verify_audit"],
     ["backup", "status", "--env", "demo"],
     ["crontab"],
+    ["check_network_conflicts", "--env", "demo"],
+    ["validate_networks", "--env", "demo"],
+    ["check_network_health", "--env", "demo"],
+    ["cleanup_networks", "--env", "demo", "--dry-run"],
 ]
 
 
