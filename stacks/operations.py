@@ -22,6 +22,7 @@ __all__ = [
     "start_stack",
     "stack_parameters",
     "stop_stack",
+    "wipe",
 ]
 
 DEFAULTS = {
@@ -225,3 +226,49 @@ def blast_radius(environment, stack, service=None, *, states=None):
         if value is not None:
             radius[key] = value
     return radius
+
+
+def wipe(
+    environment,
+    *,
+    user,
+    stack=None,
+    data_type=None,
+    confirm=None,
+    dry_run=False,
+    not_after=None,
+    wait=True,
+    enqueue=True,
+):
+    """Request a wipe; return the Operation.
+
+    Of ``stack`` (``wipe.stack``), of the volumes of ``data_type``
+    (``wipe.data``), or with neither of the whole environment
+    (``wipe.environment``). ``confirm`` is the typed
+    ``<environment>/<stack, data type or all>``; a ``dry_run`` needs none
+    and changes nothing. In a protected environment the operation waits for
+    an approval (see :mod:`portal.operations.approvals`); ``not_after`` (an
+    aware datetime) is the window a scheduled run must start in.
+    """
+    if stack is not None and data_type:
+        raise ValueError("A wipe is of a stack or of a data type, not both.")
+    parameters = {"dry_run": bool(dry_run)}
+    if data_type:
+        parameters["data_type"] = data_type
+    if not_after is not None:
+        parameters["not_after"] = not_after.isoformat()
+    kind = (
+        "wipe.stack"
+        if stack is not None
+        else ("wipe.data" if data_type else "wipe.environment")
+    )
+    return request_operation(
+        kind,
+        user=user,
+        environment=environment,
+        stack=stack,
+        parameters=parameters,
+        wait=wait,
+        enqueue=enqueue,
+        confirm=confirm,
+    )

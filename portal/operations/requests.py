@@ -84,6 +84,12 @@ def request_operation(
         elif service.stack_id != stack.pk:
             raise ValueError(f"Service {service} is not part of stack {stack}.")
     parameters = jsonable(dict(parameters or {}))
+    plan = jsonable(
+        runner.plan(
+            environment=environment, stack=stack, service=service, parameters=parameters
+        )
+        or {}
+    )
     expected = runner.confirmation(
         environment=environment, stack=stack, service=service, parameters=parameters
     )
@@ -96,12 +102,6 @@ def request_operation(
                 else "."
             )
         )
-    plan = jsonable(
-        runner.plan(
-            environment=environment, stack=stack, service=service, parameters=parameters
-        )
-        or {}
-    )
     approval = needs_approval(runner, environment, parameters)
     if approval:
         enqueue = True

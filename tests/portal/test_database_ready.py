@@ -30,6 +30,7 @@ COMMANDS = [
     ["run_operation", "host.check", "--env", "demo"],
     ["check_host", "--env", "demo"],
     ["cancel_operation", str(uuid.uuid4())],
+    ["approve_operation", "--list"],
     ["reap_operations"],
     ["verify_audit"],
     ["backup", "status", "--env", "demo"],
