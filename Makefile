@@ -49,6 +49,43 @@ $(addprefix status-,$(STACKS)): status-%:
 $(addprefix logs-,$(STACKS)): logs-%:
 	$(STACK_CMD) logs $* --follow $(STACK_OPTS)
 
+# --- Wipes -------------------------------------------------------------------
+# make wipe-core [ENVIRONMENT=demo] [CONFIRM=demo/core] [DRY_RUN=1]
+#   and wipe-inference, wipe-ai, wipe-ui, wipe-monitoring, wipe-testing-stack:
+#   the stack's containers, volumes and networks;
+# make wipe-db|wipe-cache|wipe-models|wipe-logs|wipe-test-results
+#   [ENVIRONMENT=demo] [CONFIRM=demo/db]: the files of that data type's volumes;
+# make wipe-dev|wipe-staging|wipe-prod|wipe-testing [CONFIRM=<env>/all]: every
+#   container, volume and network of that environment.
+# Without CONFIRM they print the exact plan and what to type, and change
+# nothing; DRY_RUN=1 runs the wipe as a dry run. In a protected environment
+# (production) the wipe then waits for another Approver (make approvals).
+CONFIRM ?=
+WIPE_CMD = .venv/bin/python manage.py wipe
+WIPE_OPTS = $(if $(CONFIRM),--confirm $(CONFIRM)) $(if $(DRY_RUN),--dry-run) $(if $(PORTAL_USER),--user $(PORTAL_USER))
+WIPE_STACKS := core inference ai ui monitoring
+WIPE_DATA := db cache models logs test-results
+WIPE_ENVIRONMENTS := dev=development staging=staging prod=production testing=testing
+
+.PHONY: $(addprefix wipe-,$(WIPE_STACKS)) wipe-testing-stack $(addprefix wipe-,$(WIPE_DATA)) wipe-dev wipe-staging wipe-prod wipe-testing approvals
+
+$(addprefix wipe-,$(WIPE_STACKS)): wipe-%:
+	$(WIPE_CMD) stack $* --env $(ENVIRONMENT) $(WIPE_OPTS)
+
+wipe-testing-stack:
+	$(WIPE_CMD) stack testing --env $(ENVIRONMENT) $(WIPE_OPTS)
+
+$(addprefix wipe-,$(WIPE_DATA)): wipe-%:
+	$(WIPE_CMD) data $* --env $(ENVIRONMENT) $(WIPE_OPTS)
+
+wipe-dev wipe-staging wipe-prod wipe-testing: wipe-%:
+	$(WIPE_CMD) environment --env $(patsubst $*=%,%,$(filter $*=%,$(WIPE_ENVIRONMENTS))) $(WIPE_OPTS)
+
+# make approvals [PORTAL_USER=approver]: what waits for that user's approval;
+# approve with `manage.py approve_operation <id> --user <approver>`.
+approvals:
+	.venv/bin/python manage.py approve_operation --list $(if $(PORTAL_USER),--user $(PORTAL_USER))
+
 # --- Backups -----------------------------------------------------------------
 # make backup-status|backup-full|backup-list|backup-schedule [ENVIRONMENT=demo]
 # make backup-service SERVICE=postgres [BACKUP_TYPE=full|schema|data] [ENVIRONMENT=demo]

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import network_views, views
+from . import network_views, views, wipe_views
 
 app_name = "stacks"
 
@@ -28,6 +28,7 @@ urlpatterns = [
         )
         for action in views.STACK_ACTIONS
     ),
+    path("environments/<str:name>/wipe/", wipe_views.wipe_page, name="wipe"),
     path("networks/", network_views.network_map, name="network_map"),
     path(
         "environments/<str:name>/health/",

@@ -40,7 +40,8 @@ def environment_detail(request, name):
     stacks = list(Stack.objects.prefetch_related("services", "dependents"))
     status = environment_status(environment, stacks=stacks)
     allowed = {
-        verb: user_can(request.user, verb, environment) for verb in STACK_ACTIONS
+        verb: user_can(request.user, verb, environment)
+        for verb in (*STACK_ACTIONS, "wipe")
     }
     # Stacks that depend on another one, read from the prefetched reverse
     # relation: their Start form offers "with dependencies".

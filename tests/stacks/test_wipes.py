@@ -2,10 +2,16 @@
 environment only; the dry run changes nothing; a mistyped confirmation
 is refused before anything exists; a plan gone stale stops the run."""
 
-import pytest
+from io import StringIO
 
-from portal.choices import OperationStatus
-from portal.models import AuditEntry, Operation
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.test import Client
+from django.urls import reverse
+
+from portal.choices import OperationStatus, Role
+from portal.models import AuditEntry, Operation, RoleAssignment
 from portal.operations import ConfirmationMismatch, run_inline
 from stacks import engine
 from stacks.models import Service
@@ -181,6 +187,7 @@ def test_a_plan_gone_stale_stops_before_anything_is_touched(
         names.add(b"PG_VERSION" in chunk)
     assert True in names
 
+
 def test_bad_requests_are_refused_before_anything_exists(two, operator):
     first, _second = two
     with pytest.raises(ValueError, match="Unknown data type 'everything'"):
@@ -188,3 +195,68 @@ def test_bad_requests_are_refused_before_anything_exists(two, operator):
     with pytest.raises(ConfirmationMismatch, match=f"Type {first.name}/all"):
         wipe(first, user=operator)
     assert not Operation.objects.filter(kind__startswith="wipe.").exists()
+
+
+def test_wipe_page_plan_first_then_typed_confirmation(two, operator, docker_client):
+    first, _second = two
+    url = reverse("stacks:wipe", args=[first.name])
+    viewer = get_user_model().objects.create_user("wipe-viewer")
+    RoleAssignment.objects.create(user=viewer, environment=first, role=Role.VIEWER)
+    client = Client()
+    client.force_login(viewer)
+    assert client.get(url).status_code == 403
+
+    client.force_login(operator)
+    page = client.get(url, {"scope": "data", "value": "db"})
+    html = page.content.decode()
+    assert page.status_code == 200
+    assert f"Type <code>{first.name}/db</code> to confirm" in html
+    (volume,) = [
+        v["Name"]
+        for v in engine.list_volumes(
+            docker_client, environment=first.name, data_type="db"
+        )
+    ]
+    assert f'data-volume="{volume}"' in html
+    digest = page.context["plan_hash"]
+
+    form = {"scope": "data", "value": "db", "plan_hash": digest}
+    stale = client.post(
+        url, {**form, "plan_hash": "0" * 64, "confirm": f"{first.name}/db"}
+    )
+    assert stale.status_code == 409
+    assert "changed since the plan was shown" in stale.content.decode()
+    wrong = client.post(url, {**form, "confirm": "db"})
+    assert wrong.status_code == 400
+    assert f"Type {first.name}/db to confirm wipe.data" in wrong.content.decode()
+    assert not Operation.objects.filter(kind="wipe.data").exists()
+
+    dry = client.post(url, {**form, "dry_run": "1"})
+    operation = Operation.objects.get(kind="wipe.data")
+    assert dry.status_code == 302 and dry.url == operation.get_absolute_url()
+    assert operation.parameters == {"dry_run": True, "data_type": "db"}
+
+
+def test_wipe_command_shows_the_plan_without_a_confirmation(two, operator):
+    first, _second = two
+    out = StringIO()
+    call_command(
+        "wipe",
+        "data",
+        "db",
+        "--env",
+        first.name,
+        "--user",
+        operator.username,
+        stdout=out,
+    )
+    text = out.getvalue()
+    assert text.startswith(f"Plan: wipe db data in {first.name}: 1 container(s), ")
+    assert "  container " in text and ": stop, start again" in text
+    assert text.rstrip().endswith(
+        f"Nothing was changed. To run it: --confirm {first.name}/db"
+    )
+    assert (
+        not Operation.objects.exists()
+        or not Operation.objects.filter(kind="wipe.data").exists()
+    )
