@@ -12,7 +12,7 @@ from django.db.models import Q
 from .choices import ROLE_VERBS, Verb
 from .models import RoleAssignment, environment_model
 
-__all__ = ["require", "roles_of", "user_can", "visible_environments"]
+__all__ = ["allowed_verbs", "require", "roles_of", "user_can", "visible_environments"]
 
 
 def roles_of(user, environment):
@@ -34,6 +34,20 @@ def user_can(user, verb, environment):
     if user.is_superuser:
         return True
     return any(verb in ROLE_VERBS[role] for role in roles_of(user, environment))
+
+
+def allowed_verbs(user, environment, verbs):
+    """Return ``{verb: may user do it on environment}`` for ``verbs``, with one
+    query for the user's roles (a page that shows many buttons asks once)."""
+    verbs = [Verb(verb) for verb in verbs]
+    if user is None or not user.is_authenticated or not user.is_active:
+        return {verb.value: False for verb in verbs}
+    if user.is_superuser:
+        return {verb.value: True for verb in verbs}
+    roles = roles_of(user, environment)
+    return {
+        verb.value: any(verb in ROLE_VERBS[role] for role in roles) for verb in verbs
+    }
 
 
 def require(user, verb, environment):

@@ -10,7 +10,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from portal.operations import OperationConflict
 from portal.panels import environment_panels
-from portal.permissions import require, user_can, visible_environments
+from portal.permissions import allowed_verbs, require, visible_environments
 
 from . import operations
 from .models import Environment, Stack
@@ -39,10 +39,7 @@ def environment_detail(request, name):
     require(request.user, "view", environment)
     stacks = list(Stack.objects.prefetch_related("services", "dependents"))
     status = environment_status(environment, stacks=stacks)
-    allowed = {
-        verb: user_can(request.user, verb, environment)
-        for verb in (*STACK_ACTIONS, "wipe")
-    }
+    allowed = allowed_verbs(request.user, environment, (*STACK_ACTIONS, "wipe"))
     # Stacks that depend on another one, read from the prefetched reverse
     # relation: their Start form offers "with dependencies".
     depending = {d.pk for stack in stacks for d in stack.dependents.all()}

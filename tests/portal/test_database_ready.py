@@ -39,6 +39,7 @@ COMMANDS = [
     ["validate_networks", "--env", "demo"],
     ["check_network_health", "--env", "demo"],
     ["cleanup_networks", "--env", "demo", "--dry-run"],
+    ["wipe", "stack", "core", "--env", "demo"],
 ]
 
 
