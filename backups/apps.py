@@ -10,8 +10,10 @@ class BackupsConfig(AppConfig):
         from portal.metrics import register_collector
         from portal.schedules import register_schedule
         from stacks.config.companions import Companion, register_companion
+        from stacks.credentials import register_variable_users
 
         from . import config
+        from .credentials import tier_users
         from .metrics import BackupCollector
         from .schedules import scheduled_backups
 
@@ -25,3 +27,4 @@ class BackupsConfig(AppConfig):
         )
         register_collector("backups", BackupCollector)
         register_schedule("backups", scheduled_backups)
+        register_variable_users("backups", tier_users)
