@@ -83,7 +83,9 @@ def test_environment_page_shows_live_state(
     env, web, users = world
     make_container(env, web, "api", SLEEP, ports={"8080/tcp": ("127.0.0.1", None)})
     client.force_login(users["viewer"])
-    with django_assert_max_num_queries(10):
+    # 10, plus 6 for the credential check (services, their dependencies,
+    # overrides, environments, backup policy, tiers: none per service).
+    with django_assert_max_num_queries(16):
         response = client.get(_urls(env, web)["page"])
     html = response.content.decode()
     assert 'data-stack="web"' in html and 'data-stack="data"' in html
