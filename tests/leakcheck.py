@@ -137,7 +137,10 @@ class LeakDetector:
         names = self.names_in(data)
         if not names:
             return None
-        hit = Hit(self.hide(where), names, test)
+        return self.record(Hit(self.hide(where), names, test))
+
+    def record(self, hit):
+        """Keep ``hit`` and pass it to the sink; return it."""
         self.hits.append(hit)
         if self.sink is not None:
             self.sink(hit)
@@ -186,9 +189,7 @@ class LeakDetector:
             for pk, *texts in rows:
                 names = self.names_in(" ".join(str(t) for t in texts))
                 where = f"table {model._meta.db_table} (row {pk})"
-                hit = Hit(where, names, test)
-                self.hits.append(hit)
-                found.append(hit)
+                found.append(self.record(Hit(where, names, test)))
         return found
 
     # -- files
@@ -363,7 +364,7 @@ class LeakCheck:
         os.environ[PLANTED_ENV] = ",".join(self.values)
         self.folder = Path(tempfile.mkdtemp(prefix="portal-leakcheck-"))
         os.environ[HITS_ENV] = str(self.folder)
-        self.detector = LeakDetector(self.values)
+        self.detector = LeakDetector(self.values, sink=self._remember)
         ACTIVE.append(self.detector)
         self.handler = _LogHandler(self)
         logging.getLogger().addHandler(self.handler)
@@ -377,19 +378,17 @@ class LeakCheck:
 
     def observe(self, where, data, kind):
         test = self.current.nodeid if self.current is not None else ""
-        hit = self.detector.check(where, data, test=test, kind=kind)
-        if hit is not None:
-            self._remember(hit)
+        self.detector.check(where, data, test=test, kind=kind)
 
     def _remember(self, hit):
+        """Attach ``hit`` to the running test, or to the session between tests."""
         if self.current is not None:
             self.current.stash.setdefault(_HITS, []).append(hit)
         else:
             self.session_hits.append(hit)
 
     def _server_hits(self):
-        """Return the hits other processes reported since the last call."""
-        found = []
+        """Record the hits other processes reported since the last call."""
         for path in sorted(self.folder.glob("hits-*.log")):
             start = self.hit_files.get(path, 0)
             with open(path, encoding="utf-8") as hits:
@@ -399,11 +398,9 @@ class LeakCheck:
             for line in lines:
                 where, _, names = line.rstrip("\n").partition("\t")
                 test = self.current.nodeid if self.current is not None else ""
-                found.append(
+                self.detector.record(
                     Hit(f"{where} (another process)", tuple(names.split(",")), test)
                 )
-        self.detector.hits.extend(found)
-        return found
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item):
@@ -411,21 +408,23 @@ class LeakCheck:
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_runtest_teardown(self, item, nextitem):
-        # Before the fixtures go: a rolled-back test's rows are still there,
-        # and after the last test the session's database file is removed.
+        # Before the fixtures go: a rolled-back test's rows are still there.
         if self._uses_database(item):
-            for hit in self.detector.scan_database(test=item.nodeid):
-                self._remember(hit)
+            self.detector.scan_database(test=item.nodeid)
         if nextitem is None:
+            # After the last test the session's database file is removed;
+            # rows deleted during the run linger in its free pages.
             database = os.environ.get("PORTAL_TEST_DB")
             if database:
-                files = [Path(database + end) for end in ("", "-wal", "-journal")]
-                self.session_hits.extend(self.detector.scan_files(files))
+                self.current = None
+                self.detector.scan_files(
+                    [Path(database + end) for end in ("", "-wal", "-journal")]
+                )
+                self.current = item
         try:
             return (yield)
         finally:
-            for hit in self._server_hits():
-                self._remember(hit)
+            self._server_hits()
 
     @staticmethod
     def _uses_database(item):
@@ -439,7 +438,7 @@ class LeakCheck:
         if call.when == "teardown":
             # The teardown report holds the output captured in every phase.
             for name, text in report.sections:
-                self.observe(f"captured {name.lower()}", text, "captured outputs")
+                self.observe(name.lower(), text, "captured outputs")
             hits = item.stash.get(_HITS, [])
             if hits and report.outcome != "failed":
                 report.outcome = "failed"
@@ -450,6 +449,10 @@ class LeakCheck:
                     )
                 )
             self.current = None
+        # A report shows captured output: with the variables' names instead.
+        report.sections = [
+            (name, self.detector.hide(text)) for name, text in report.sections
+        ]
         return report
 
     @pytest.hookimpl(tryfirst=True)
@@ -464,9 +467,8 @@ class LeakCheck:
                 roots.append(factory.getbasetemp())
             except OSError:
                 pass
-        for hit in self.detector.scan_files(dict.fromkeys(roots)):
-            self.session_hits.append(hit)
-        self.session_hits.extend(self._server_hits())
+        self.detector.scan_files(dict.fromkeys(roots))
+        self._server_hits()
         if self.session_hits and session.exitstatus == 0:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
