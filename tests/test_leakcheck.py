@@ -125,7 +125,28 @@ def test_middleware_shows_pages_and_streams_to_the_detector(detector):
     assert str(detector.hits[-1]) == "TEST_TOKEN in response to GET /log.txt (200)"
 
 
+def test_a_server_process_reports_through_files(tmp_path, monkeypatch):
+    """In daphne (no pytest), the middleware reads the planted names from the
+    environment and writes what it finds, without values, for the run."""
+    from django.http import HttpResponse
+
+    from tests import leakcheck
+
+    value = f"leak-{secrets.token_hex(12)}"
+    monkeypatch.setattr(leakcheck, "ACTIVE", [])
+    monkeypatch.setenv(leakcheck.PLANTED_ENV, "REMOTE_TOKEN")
+    monkeypatch.setenv("REMOTE_TOKEN", value)
+    monkeypatch.setenv(leakcheck.HITS_ENV, str(tmp_path))
+    request = RequestFactory().get(f"/err/?q={value}")
+    LeakCheckMiddleware(lambda r: HttpResponse(f"oops {value}", status=500))(request)
+    LeakCheckMiddleware(lambda r: HttpResponse("fine"))(RequestFactory().get("/"))
+    assert (tmp_path / f"hits-{os.getpid()}.log").read_text() == (
+        "response to GET /err/?q=<REMOTE_TOKEN> (500)\tREMOTE_TOKEN\n"
+    )
+
+
 INNER_TESTS = """
+import logging
 import os
 
 import pytest
