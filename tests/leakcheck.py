@@ -410,7 +410,7 @@ class LeakCheck:
     def pytest_runtest_teardown(self, item, nextitem):
         # Before the fixtures go: a rolled-back test's rows are still there.
         if self._uses_database(item):
-            self.detector.scan_database(test=item.nodeid)
+            self._scan_database(item)
         if nextitem is None:
             # After the last test the session's database file is removed;
             # rows deleted during the run linger in its free pages.
@@ -425,6 +425,31 @@ class LeakCheck:
             return (yield)
         finally:
             self._server_hits()
+
+    def _scan_database(self, item):
+        import asyncio
+
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            self.detector.scan_database(test=item.nodeid)
+            return
+        # An event loop runs in this thread (Playwright's, for instance) and
+        # Django refuses synchronous queries here: search from another thread,
+        # on its own connection (the browser tests' rows are committed).
+        import threading
+
+        def scan():
+            from django.db import connections
+
+            try:
+                self.detector.scan_database(test=item.nodeid)
+            finally:
+                connections.close_all()
+
+        thread = threading.Thread(target=scan, name="leakcheck")
+        thread.start()
+        thread.join()
 
     @staticmethod
     def _uses_database(item):

@@ -25,16 +25,21 @@ pytestmark = [
 ]
 
 
+@pytest.fixture
+def world(make_env, make_user):  # noqa: F811
+    # Rows first: Playwright's event loop keeps Django off this thread later.
+    env = make_env(protected=True, unset=("JWT_SECRET_KEY",))
+    return env, make_user("credo", Role.OPERATOR, env)
+
+
 def test_operator_sees_each_credential_and_no_value(
-    make_env,  # noqa: F811
-    make_user,  # noqa: F811
+    world,
     secrets,  # noqa: F811
     live_server_url,
     browser,
     screenshot,
 ):
-    env = make_env(protected=True, unset=("JWT_SECRET_KEY",))
-    user = make_user("credo", Role.OPERATOR, env)
+    env, user = world
     page = browser.new_page(viewport={"width": 1400, "height": 900})
     login(page, live_server_url, user, f"/environments/{env.name}/")
     expect(page).to_have_url(re.compile(rf"/environments/{env.name}/$"))
