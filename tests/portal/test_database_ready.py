@@ -34,6 +34,8 @@ COMMANDS = [
     ["verify_audit"],
     ["backup", "status", "--env", "demo"],
     ["crontab"],
+    ["check_credentials", "--env", "demo"],
+    ["scan_secrets"],
 ]
 
 
