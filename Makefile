@@ -181,3 +181,29 @@ check-network-health:
 
 cleanup-networks:
 	.venv/bin/python manage.py cleanup_networks $(if $(DRY_RUN),--dry-run) $(NETWORK_OPTS)
+# --- Credentials -------------------------------------------------------------
+# make validate-credentials [ENVIRONMENT=demo] [STRICT=1] [PORTAL_USER=U]
+# runs `manage.py check_credentials --env $(ENVIRONMENT)`: every variable the
+# environment's services and backup tiers refer to is set, and no credential is
+# empty, a well-known value, too short or shared between services. Exit 1 when a
+# start would be refused (any problem in a protected environment; with STRICT=1
+# any problem), 2 when the check cannot run. validate-credentials-<env> (the
+# seed's names: validate-credentials-prod, -staging, ...) is the strict check of
+# <env> (a name or an alias). CREDENTIALS_ARGS passes more options ("--json",
+# "--stack core"). `make scan-secrets` runs `manage.py scan_secrets $(SCAN_ARGS)`:
+# hard-coded secrets in configs/, rendered/ and the stored configuration.
+STRICT ?=
+CREDENTIALS_ARGS ?=
+SCAN_ARGS ?=
+CREDENTIALS_CMD = .venv/bin/python manage.py check_credentials
+
+.PHONY: validate-credentials scan-secrets
+
+validate-credentials:
+	$(CREDENTIALS_CMD) --env $(ENVIRONMENT) $(if $(PORTAL_USER),--user $(PORTAL_USER)) $(if $(STRICT),--strict) $(CREDENTIALS_ARGS)
+
+validate-credentials-%:
+	$(CREDENTIALS_CMD) --env $* --strict $(if $(PORTAL_USER),--user $(PORTAL_USER)) $(CREDENTIALS_ARGS)
+
+scan-secrets:
+	.venv/bin/python manage.py scan_secrets $(SCAN_ARGS)

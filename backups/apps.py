@@ -11,9 +11,11 @@ class BackupsConfig(AppConfig):
         from portal.panels import register_panel
         from portal.schedules import register_schedule
         from stacks.config.companions import Companion, register_companion
+        from stacks.credentials import register_variable_users
         from stacks.guards import register_destroy_guard
 
         from . import config
+        from .credentials import tier_users
         from .guards import fresh_backup_guard
         from .metrics import BackupCollector
         from .panels import backup_panel
@@ -37,3 +39,4 @@ class BackupsConfig(AppConfig):
         register_schedule("backups", scheduled_backups)
         register_schedule("backup-verifications", scheduled_verifications)
         register_schedule("backup-alerts", scheduled_alerts)
+        register_variable_users("backups", tier_users)

@@ -10,10 +10,12 @@ from django.views.decorators.http import require_GET, require_POST
 
 from portal.operations import OperationConflict
 from portal.panels import environment_panels
-from portal.permissions import allowed_verbs, require, visible_environments
+from portal.permissions import allowed_verbs, require, user_can, visible_environments
 
 from . import operations
+from .credentials import check_environment
 from .models import Environment, Stack
+from .secrets import InvalidEnvFile
 from .status import environment_status
 
 # The verbs a stack button asks for, and the operations function it calls
@@ -64,6 +66,7 @@ def environment_detail(request, name):
             "rows": rows,
             "allowed": allowed,
             "panels": environment_panels(environment, request.user),
+            "credentials": _credentials(request.user, environment),
         },
     )
 
@@ -133,6 +136,20 @@ def stack_logs(request, name, stack):
             "grep": request.GET.get("grep", ""),
         },
     )
+
+
+def _credentials(user, environment):
+    """Return what the page shows of the environment's credential check.
+
+    Everyone who may view the environment sees the overall status; the
+    status of each variable (which ones are weak) needs the ``check`` verb.
+    Values are never part of it.
+    """
+    try:
+        report = check_environment(environment)
+    except InvalidEnvFile as exc:
+        return {"error": str(exc)}
+    return {"report": report, "details": user_can(user, "check", environment)}
 
 
 def _blast_radius(environment, stack):

@@ -14,6 +14,10 @@ import pytest
 import redis
 from docker.errors import APIError, NotFound
 
+# The session-wide leak check: planted secret values must appear in no log,
+# operation log, page, export or error page of the whole run (see the module).
+pytest_plugins = ("tests.leakcheck",)
+
 TEST_REDIS_URL = os.environ.get("PORTAL_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
 RUN_ID = uuid.uuid4().hex[:10]
 TEST_LABEL = "portal.test"

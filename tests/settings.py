@@ -29,3 +29,7 @@ DATABASES["default"] = {  # noqa: F405
     "TEST": {"NAME": os.environ["PORTAL_TEST_DB"]},
 }
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# Every response the test client or a test server sends is searched for the
+# planted secret values (tests/leakcheck.py).
+MIDDLEWARE = ["tests.leakcheck.LeakCheckMiddleware", *MIDDLEWARE]  # noqa: F405

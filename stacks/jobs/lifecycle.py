@@ -2,8 +2,10 @@
 
 Each runner reads as the steps of its operation; the Docker work is in
 :mod:`stacks.engine` and the desired state comes from
-:func:`stacks.compose.stack_plan`. A start, for each stack (dependencies
-first when asked):
+:func:`stacks.compose.stack_plan`. A start (and a restart) first checks
+the credentials of the stacks it starts (:mod:`stacks.credentials`: refused
+in a protected environment, warnings elsewhere); then, for each stack
+(dependencies first when asked):
 
 1. plan, resolve each service's environment (secrets only here, never
    logged), make sure the images are there (pull with progress);
@@ -28,6 +30,7 @@ from portal.redaction import redact
 
 from .. import engine
 from ..compose import resolve_spec, stack_plan, start_levels
+from ..credentials import check_before_start
 from ..groups import logs_group
 from ..models import Service
 from ..networks import preflight as network_preflight
@@ -344,7 +347,14 @@ class StartStackJob(_StackRunner):
 
     def steps(self):
         stacks = self.stack.dependency_closure()
-        if flag(self.parameters.get("with_dependencies")):
+        with_dependencies = flag(self.parameters.get("with_dependencies"))
+        # Before anything else: refused in a protected environment.
+        check_before_start(
+            self.environment,
+            [*stacks, self.stack] if with_dependencies else [self.stack],
+            log=self.log,
+        )
+        if with_dependencies:
             todo = [*stacks, self.stack]
         else:
             problems = self.dependency_problems()
@@ -441,6 +451,8 @@ class RestartStackJob(_StackRunner):
         return result
 
     def steps(self):
+        # Before anything stops: a restart that could not start is refused.
+        check_before_start(self.environment, [self.stack], log=self.log)
         radius = self.log_blast_radius()
         problems = self.dependency_problems()
         if problems:

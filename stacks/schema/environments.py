@@ -136,6 +136,7 @@ class EnvironmentRules:
                             "expected a scalar value",
                         )
         self.process_variables(settings, f"{path}.process_variables")
+        self.credential_settings(settings, f"{path}.credentials")
         return plain(settings)
 
     def process_variables(self, settings, path):
@@ -263,6 +264,7 @@ class EnvironmentRules:
             self.check_host_safety(name, env)
             env["_published"] = self.published(env)
         self.check_shared_hosts(plans)
+        self.check_hardcoded_secrets()
 
     def _plan_location(self, env, network):
         """Return ``(container, key, path)`` where ``network``'s subnet comes from."""

@@ -33,6 +33,7 @@ from .keys import (
     TOP_KEYS,
 )
 from .loader import Issue, LineDict, line_of
+from .secretrules import SecretRules
 from .services import ServiceRules
 from .topology import TopologyRules
 
@@ -332,7 +333,12 @@ class ParserBase:
 
 
 class _Parser(
-    ServiceRules, TopologyRules, EnvironmentRules, HostSafetyRules, ParserBase
+    ServiceRules,
+    TopologyRules,
+    EnvironmentRules,
+    HostSafetyRules,
+    SecretRules,
+    ParserBase,
 ):
     """The whole ``stacks.yaml`` parser."""
 

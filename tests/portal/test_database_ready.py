@@ -40,6 +40,8 @@ COMMANDS = [
     ["check_network_health", "--env", "demo"],
     ["cleanup_networks", "--env", "demo", "--dry-run"],
     ["wipe", "stack", "core", "--env", "demo"],
+    ["check_credentials", "--env", "demo"],
+    ["scan_secrets"],
 ]
 
 

@@ -83,10 +83,11 @@ def test_environment_page_shows_live_state(
     env, web, users = world
     make_container(env, web, "api", SLEEP, ports={"8080/tcp": ("127.0.0.1", None)})
     client.force_login(users["viewer"])
-    # 10, one for the newest health probe of each service, and each registered
-    # panel's few queries (the backups panel: one, this environment keeps no
-    # backups).
-    with django_assert_max_num_queries(12):
+    # 10, one for the newest health probe of each service, 6 for the
+    # credential check (services, their dependencies, overrides, environments,
+    # backup policy, tiers: none per service), and each registered panel's few
+    # queries (the backups panel: one, this environment keeps no backups).
+    with django_assert_max_num_queries(18):
         response = client.get(_urls(env, web)["page"])
     html = response.content.decode()
     assert 'data-stack="web"' in html and 'data-stack="data"' in html
