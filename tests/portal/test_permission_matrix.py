@@ -264,13 +264,20 @@ def ws_refused(path, user):
             (b"cookie", f"{settings.SESSION_COOKIE_NAME}={cookie}".encode()),
         ]
         comm = Communicator(application, path, headers=headers)
-        connected, code = await comm.connect()
-        if connected:
-            # Some consumers accept, say why, then close.
-            frame = await comm.receive_output(timeout=10)
-            while frame.get("type") == "websocket.send":
+        try:
+            connected, code = await comm.connect(timeout=10)
+            if connected:
+                # Some consumers accept, say why, then close.
                 frame = await comm.receive_output(timeout=10)
-            code = frame.get("code")
+                while frame.get("type") == "websocket.send":
+                    frame = await comm.receive_output(timeout=10)
+                code = frame.get("code")
+        finally:
+            # Let the consumer finish as it does when a browser goes away,
+            # instead of leaving its task (and its channel layer receive) to
+            # asyncio.run's cancellation.
+            await comm.send_input({"type": "websocket.disconnect", "code": 1000})
+            await comm.wait(timeout=2)
         return code
 
     return asyncio.run(talk())
