@@ -20,7 +20,9 @@ module             what it holds
 ``preflight``      GPU runtime and host port checks before a start
 ``streams``        Docker's multiplexed stream, split in bulk
 ``logs``           the one log streamer
-``exec``           commands in containers with streamed stdout/stdin
+``exec``           commands in containers with streamed stdout/stdin;
+                   interactive sessions with a terminal (consoles)
+``stats``          one resource usage sample per container
 ``helpers``        short-lived labelled helper containers; volume tar streams
 ``errors``         :class:`EngineError` and the translation of Docker's errors
 =================  ==========================================================
@@ -49,7 +51,14 @@ from .containers import (
     stop_timeout,
 )
 from .errors import EngineError, api_error_text, engine_errors
-from .exec import ExecResult, ExecStream, exec_run, exec_stream
+from .exec import (
+    ExecResult,
+    ExecSession,
+    ExecStream,
+    exec_run,
+    exec_session,
+    exec_stream,
+)
 from .health import wait_ready
 from .helpers import (
     DEFAULT_HELPER_IMAGE,
@@ -71,14 +80,18 @@ from .resources import (
     overlapping_network,
     remove_network,
 )
+from .specs import describe_spec
+from .stats import ContainerStats, container_stats, sample_stats
 
 __all__ = [
     "CLIENT_TIMEOUT",
     "DEFAULT_HELPER_IMAGE",
     "DEFAULT_STOP_TIMEOUT",
     "ContainerState",
+    "ContainerStats",
     "EngineError",
     "ExecResult",
+    "ExecSession",
     "ExecStream",
     "LogStream",
     "api_error_text",
@@ -88,13 +101,16 @@ __all__ = [
     "close_clients",
     "config_hash",
     "container_create_options",
+    "container_stats",
     "describe_host",
+    "describe_spec",
     "engine_errors",
     "engine_facts",
     "ensure_image",
     "ensure_network",
     "ensure_volume",
     "exec_run",
+    "exec_session",
     "exec_stream",
     "helper_container",
     "helper_image",
@@ -113,6 +129,7 @@ __all__ = [
     "remove_helpers",
     "remove_network",
     "run_helper",
+    "sample_stats",
     "service_states",
     "split_timestamp",
     "stop_container",

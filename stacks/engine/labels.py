@@ -17,6 +17,7 @@ __all__ = [
     "COMPOSE_PROJECT",
     "COMPOSE_SERVICE",
     "COMPOSE_VOLUME",
+    "CONFIG",
     "DATA_TYPE",
     "ENVIRONMENT",
     "HELPER",
@@ -47,6 +48,9 @@ MANAGED = "portal.managed"
 ENVIRONMENT = "portal.environment"
 STACK = "portal.stack"
 SERVICE = "portal.service"
+# On containers: the configuration they were made from (references
+# unresolved, secrets redacted), as JSON; pages diff it with today's.
+CONFIG = "portal.config"
 # On volumes: what kind of data they hold (db, cache, models, logs, ...).
 DATA_TYPE = "portal.data-type"
 # On short-lived helper containers: their purpose ("host.check",
