@@ -37,7 +37,7 @@ _TONES = {
     "restarting": "warn",
     "starting": "warn",
     "paused": "warn",
-    "created": "warn",
+    "created": "ok",
     "removing": "warn",
     "unhealthy": "bad",
     "dead": "bad",
@@ -61,7 +61,8 @@ _TONES = {
 # Words whose tone depends on what they describe.
 _DOMAIN_TONES = {
     "operation": {"running": "info"},
-    "action": {"created": "ok"},
+    # A container created and never started is not yet what it should be.
+    "container": {"created": "warn"},
 }
 
 
@@ -147,10 +148,13 @@ def _text(value):
 def _mapping(value, depth):
     if not value:
         return mark_safe('<span class="data-none">none</span>')
+    # The first level's keys are field names (humanized); deeper keys are
+    # often names of things (services, stacks, tiers), shown as they are.
+    label = humanize if depth == 0 else str
     rows = format_html_join(
         "",
         '<tr data-key="{}"><th scope="row">{}</th><td>{}</td></tr>',
-        ((key, humanize(key), _render(item, depth + 1)) for key, item in value.items()),
+        ((key, label(key), _render(item, depth + 1)) for key, item in value.items()),
     )
     return format_html('<table class="data-table kv"><tbody>{}</tbody></table>', rows)
 
@@ -186,6 +190,7 @@ def _sequence(items, depth):
 
 
 def _records(items, columns, depth):
+    # Columns of records are field names.
     head = format_html_join(
         "", '<th scope="col" data-key="{}">{}</th>', ((c, humanize(c)) for c in columns)
     )

@@ -19,6 +19,7 @@ from .config.gate import (
     config_scope,
     require_admin,
 )
+from .forms import ServiceForm, ServiceOverrideForm
 from .models import (
     ConfigValue,
     Environment,
@@ -107,10 +108,24 @@ class GatedInline(GatedAdminMixin):
         return formset
 
 
-class ServiceOverrideInline(GatedInline, admin.TabularInline):
+class ServiceOverrideInline(admin.TabularInline):
+    """An environment's overrides, listed: each is edited on its own page,
+    where every common key has a field (the JSON of all of them on this
+    page made it thousands of pixels long)."""
+
     model = ServiceOverride
     extra = 0
-    autocomplete_fields = ["service"]
+    fields = ["service", "overrides"]
+    readonly_fields = ["service", "overrides"]
+    show_change_link = True
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="Overrides")
+    def overrides(self, obj):
+        return ", ".join(obj.values or {}) or "-"
 
 
 class NetworkOverrideInline(GatedInline, admin.TabularInline):
@@ -169,10 +184,43 @@ class StackAdmin(GatedModelAdmin):
 
 @admin.register(Service)
 class ServiceAdmin(GatedModelAdmin):
+    form = ServiceForm
     list_display = ["name", "stack", "image", "gpu", "restart"]
     list_filter = ["stack", "gpu", "category"]
     search_fields = ["name", "image", "description"]
     filter_horizontal = ["depends_on"]
+    fieldsets = [
+        (None, {"fields": [("stack", "name"), ("description", "category"), "order"]}),
+        ("Image and command", {"fields": ["image", "build", "command", "entrypoint"]}),
+        ("Environment", {"fields": ["environment"]}),
+        ("Ports and volumes", {"fields": ["ports", "volumes"]}),
+        (
+            "Healthcheck",
+            {
+                "fields": [
+                    "healthcheck",
+                    ("healthcheck_interval", "healthcheck_timeout"),
+                    ("healthcheck_retries", "healthcheck_start_period"),
+                    "healthcheck_template",
+                ]
+            },
+        ),
+        ("Dependencies", {"fields": ["depends_on"]}),
+        (
+            "Runtime",
+            {"fields": [("restart", "user"), "shm_size", ("gpu", "gpu_count")]},
+        ),
+        (
+            "Other Compose keys",
+            {"fields": ["extra"], "classes": ["collapse"]},
+        ),
+    ]
+
+    def get_fieldsets(self, request, obj=None):
+        if obj is not None and not self.has_change_permission(request, obj):
+            # Read-only: the stored values, not the form's fields.
+            return [(None, {"fields": ServiceForm.Meta.fields})]
+        return super().get_fieldsets(request, obj)
 
 
 @admin.register(Volume)
@@ -191,9 +239,47 @@ class NetworkAdmin(GatedModelAdmin):
 
 @admin.register(ServiceOverride)
 class ServiceOverrideAdmin(GatedModelAdmin):
-    list_display = ["service", "environment"]
+    form = ServiceOverrideForm
+    list_display = ["service", "environment", "keys"]
     list_filter = ["environment"]
     autocomplete_fields = ["service"]
+    fieldsets = [
+        (None, {"fields": [("environment", "service")]}),
+        (
+            "Overridden keys (empty: the service's own value)",
+            {
+                "fields": [
+                    "image",
+                    "command",
+                    "environment_variables",
+                    "ports",
+                    "volumes",
+                ]
+            },
+        ),
+        (
+            "Healthcheck",
+            {
+                "fields": [
+                    "healthcheck",
+                    ("healthcheck_interval", "healthcheck_timeout"),
+                    ("healthcheck_retries", "healthcheck_start_period"),
+                    "healthcheck_template",
+                ]
+            },
+        ),
+        ("Other keys", {"fields": ["values"]}),
+    ]
+
+    def get_fieldsets(self, request, obj=None):
+        if obj is not None and not self.has_change_permission(request, obj):
+            # Read-only: the stored values, not the form's fields.
+            return [(None, {"fields": ServiceOverrideForm.Meta.fields})]
+        return super().get_fieldsets(request, obj)
+
+    @admin.display(description="Overrides")
+    def keys(self, obj):
+        return ", ".join(obj.values or {}) or "-"
 
 
 @admin.register(NetworkOverride)

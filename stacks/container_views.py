@@ -125,7 +125,12 @@ def stack_compose(request, name, stack):
     rendered compose file (``?show=yaml``), secrets redacted."""
     environment, stack = _stack(request, name, stack)
     show = "yaml" if request.GET.get("show") == "yaml" else "diff"
-    context = {"environment": environment, "stack": stack, "show": show}
+    context = {
+        "environment": environment,
+        "stack": stack,
+        "show": show,
+        "project": environment.project_name(stack),
+    }
     try:
         if show == "yaml":
             context["yaml"] = redacted_compose(stack_plan(environment, stack))

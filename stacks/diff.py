@@ -199,19 +199,21 @@ def _verdict(client, spec, state, environ, problem, entry):
         return "start", VERDICTS["start"]
     if entry["changed"]:
         return "recreate", (
-            f"{VERDICTS['recreate']} ({', '.join(entry['changed'])} changed)"
+            f"configuration changed ({', '.join(entry['changed'])}): a start "
+            "recreates it"
         )
     if not entry["recorded"]:
         return "recreate", (
-            f"{VERDICTS['recreate']}; the container was made before the portal "
-            "recorded configurations, so what changed cannot be shown"
+            "configuration changed: a start recreates it (the container was made "
+            "before the portal recorded configurations, so what changed cannot "
+            "be shown)"
         )
     if state.summary.get("ImageID") and state.summary["ImageID"] != image_id:
         return "recreate", (
-            f"image {spec.image} was rebuilt or pulled since: a start recreates "
-            "the container on the new image"
+            f"image {spec.image} was rebuilt or pulled since the container was "
+            "made: a start recreates it on the new image"
         )
     return "recreate", (
-        f"{VERDICTS['recreate']}: a value behind a ${{VAR}} reference changed "
-        "(a variable or secret; values are not shown)"
+        "a value behind a ${VAR} reference changed (a variable or secret; values "
+        "are not shown): a start recreates it"
     )

@@ -140,7 +140,7 @@ def state_tone(state, health=None, exit_code=None):
         return "bad"
     if state == "exited":
         return exit_tone(exit_code) or "idle"
-    return tone(state) or "idle"
+    return tone(state, "container") or "idle"
 
 
 def _service_row(name, containers, error):

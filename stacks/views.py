@@ -28,8 +28,9 @@ from .status import environment_status, environments_status
 # The verbs a stack button asks for, and the operations function it calls
 # (stacks.operations.<verb>_stack).
 STACK_ACTIONS = ACTIONS
-# A stack card is open on load when its state needs a look.
-_ATTENTION = ("partial", "restarting", "unknown")
+# A stack card is open on load when something runs in it; stopped and
+# missing stacks (and an unreachable engine's unknown ones) are folded.
+_OPEN = ("running", "partial", "restarting")
 
 
 @login_required
@@ -85,10 +86,7 @@ def environment_detail(request, name):
                 "has_dependencies": stack.pk in depending,
                 "operations": ops,
                 "open": (
-                    len(stacks) == 1
-                    or stack_status["state"] in _ATTENTION
-                    or stack_status["health"] in ("unhealthy", "starting")
-                    or bool(ops)
+                    len(stacks) == 1 or stack_status["state"] in _OPEN or bool(ops)
                 ),
             }
         )

@@ -29,3 +29,10 @@ DATABASES["default"] = {  # noqa: F405
     "TEST": {"NAME": os.environ["PORTAL_TEST_DB"]},
 }
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# Labels for every Docker object, for processes a test starts (a worker that
+# runs a stack start): teardown removes what carries the run's label.
+if os.environ.get("PORTAL_TEST_LABELS"):
+    import json
+
+    PORTAL_EXTRA_LABELS = json.loads(os.environ["PORTAL_TEST_LABELS"])
