@@ -9,6 +9,8 @@ and the importer's rules (host policy included) on the result.
 
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
 
 from portal.audit import AuditedAdminMixin
 from portal.permissions import user_can
@@ -108,26 +110,6 @@ class GatedInline(GatedAdminMixin):
         return formset
 
 
-class ServiceOverrideInline(admin.TabularInline):
-    """An environment's overrides, listed: each is edited on its own page,
-    where every common key has a field (the JSON of all of them on this
-    page made it thousands of pixels long)."""
-
-    model = ServiceOverride
-    extra = 0
-    fields = ["service", "overrides"]
-    readonly_fields = ["service", "overrides"]
-    show_change_link = True
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    @admin.display(description="Overrides")
-    def overrides(self, obj):
-        return ", ".join(obj.values or {}) or "-"
-
-
 class NetworkOverrideInline(GatedInline, admin.TabularInline):
     model = NetworkOverride
     extra = 0
@@ -146,7 +128,40 @@ class EnvironmentAdmin(GatedModelAdmin):
     ]
     list_filter = ["protected", "gpu_enabled"]
     search_fields = ["name", "alias", "description"]
-    inlines = [NetworkOverrideInline, ServiceOverrideInline]
+    inlines = [NetworkOverrideInline]
+    readonly_fields = ["service_overrides"]
+
+    @admin.display(description="Service overrides")
+    def service_overrides(self, obj):
+        """List the environment's overrides, each linked to its own page.
+
+        Each is edited there, where every common key has a field (a JSON box
+        per service made this page thousands of pixels long).
+        """
+        if obj.pk is None:
+            return "-"
+        rows = format_html_join(
+            "",
+            '<tr><td><a href="{}">{}</a></td><td>{}</td></tr>',
+            (
+                (
+                    reverse("admin:stacks_serviceoverride_change", args=[o.pk]),
+                    o.service.name,
+                    ", ".join(o.values or {}) or "-",
+                )
+                for o in obj.service_overrides.select_related("service").order_by(
+                    "service__stack__order", "service__order", "service__name"
+                )
+            ),
+        )
+        add = reverse("admin:stacks_serviceoverride_add") + f"?environment={obj.pk}"
+        return format_html(
+            '<table class="portal-overrides"><thead><tr><th>Service</th>'
+            "<th>Overrides</th></tr></thead><tbody>{}</tbody></table>"
+            '<p><a class="addlink" href="{}">Add an override</a></p>',
+            rows,
+            add,
+        )
 
 
 class ServiceInline(GatedInline, admin.TabularInline):

@@ -34,8 +34,11 @@
     return (i === 0 ? n : n.toFixed(1)) + " " + units[i];
   }
 
-  function cell(text, cls, field) {
+  function cell(text, cls, field, label) {
     var td = document.createElement("td");
+    if (label) {
+      td.dataset.label = label;
+    }
     if (cls) {
       td.className = cls;
     }
@@ -74,8 +77,14 @@
       var tr = document.createElement("tr");
       tr.dataset.container = c.id;
       tr.dataset.service = c.service;
-      tr.appendChild(cell(c.service));
+      var first = document.createElement("td");
+      var link = document.createElement("a");
+      link.href = root.dataset.logsUrl + "?service=" + encodeURIComponent(c.service);
+      link.textContent = c.service;
+      first.appendChild(link);
+      tr.appendChild(first);
       var stateTd = document.createElement("td");
+      stateTd.dataset.label = "State";
       var badge = document.createElement("span");
       badge.className = "badge tone-" + c.tone;
       badge.textContent = c.state;
@@ -83,17 +92,17 @@
       tr.appendChild(stateTd);
       var s = c.stats;
       if (s && !s.error) {
-        var cpu = cell(s.cpu_percent.toFixed(1) + " %", "num", "cpu");
+        var cpu = cell(s.cpu_percent.toFixed(1) + " %", "num", "cpu", "CPU");
         meter(cpu, s.cpu_percent / (s.cpus || 1), s.cpu_percent > 80 ? "warn" : "");
         tr.appendChild(cpu);
-        var mem = cell(bytes(s.memory_bytes) + " / " + bytes(s.memory_limit_bytes), "num", "memory");
+        var mem = cell(bytes(s.memory_bytes) + " / " + bytes(s.memory_limit_bytes), "num", "memory", "Memory");
         meter(mem, s.memory_percent, s.memory_percent > 85 ? "bad" : s.memory_percent > 70 ? "warn" : "");
         tr.appendChild(mem);
         var rx = s.net_rx_bytes + s.net_tx_bytes;
-        tr.appendChild(cell(bytes(s.net_rx_bytes) + " / " + bytes(s.net_tx_bytes) + rate(c.id, "net", now, rx), "num", "net"));
+        tr.appendChild(cell(bytes(s.net_rx_bytes) + " / " + bytes(s.net_tx_bytes) + rate(c.id, "net", now, rx), "num", "net", "Network rx / tx"));
         var io = s.block_read_bytes + s.block_write_bytes;
-        tr.appendChild(cell(bytes(s.block_read_bytes) + " / " + bytes(s.block_write_bytes) + rate(c.id, "block", now, io), "num", "block"));
-        tr.appendChild(cell(String(s.pids), "num col-wide", "pids"));
+        tr.appendChild(cell(bytes(s.block_read_bytes) + " / " + bytes(s.block_write_bytes) + rate(c.id, "block", now, io), "num", "block", "Block read / write"));
+        tr.appendChild(cell(String(s.pids), "num col-wide", "pids", "PIDs"));
         previous[c.id] = { at: now, net: rx, block: io };
       } else {
         var td = cell(s && s.error ? s.error : "not running: " + c.status, s && s.error ? "error-text" : "muted", "cpu");

@@ -43,6 +43,21 @@
     if (scope && window.portal) window.portal.applyState(scope, value);
   }
 
+  function renderPorts(cell, ports) {
+    if (!cell) return;
+    const key = ports.join(",");
+    if (cell.dataset.key === key) return;
+    cell.dataset.key = key;
+    cell.textContent = "";
+    ports.forEach(function (port) {
+      const span = document.createElement("span");
+      span.className = "port";
+      span.textContent = port;
+      cell.appendChild(span);
+      cell.appendChild(document.createTextNode(" "));
+    });
+  }
+
   function renderService(row, svc) {
     const stateEl = row.querySelector('[data-field="state"]');
     setText(stateEl, svc.state);
@@ -60,7 +75,7 @@
     const health = row.querySelector('[data-field="health"]');
     setText(health, svc.health || "");
     setClassed(health, "health-", svc.health);
-    setText(row.querySelector('[data-field="ports"]'), (svc.ports || []).join(", "));
+    renderPorts(row.querySelector('[data-field="ports"]'), svc.ports || []);
     setText(row.querySelector('[data-field="uptime"]'), svc.uptime ? "up " + svc.uptime : (svc.status || ""));
     setText(row.querySelector('[data-field="container_id"]'), svc.container_id || "");
     setText(row.querySelector('[data-field="image"]'), svc.image || "");

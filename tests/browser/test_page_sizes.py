@@ -25,6 +25,7 @@ from tests.browser.pages import (
     measure,
     new_page,
     shoot,
+    worker_labels,
 )
 from tests.stacks.test_lifecycle import configs, make_environment  # noqa: F401
 
@@ -38,8 +39,10 @@ pytestmark = [
 
 
 @pytest.fixture
-def world(make_environment):  # noqa: F811
+def world(make_environment, monkeypatch):  # noqa: F811
     """Return the environment, the pages of each role and their cookies."""
+    # The web process labels as this one does (its config hashes match).
+    monkeypatch.setenv("PORTAL_TEST_LABELS", worker_labels()["PORTAL_TEST_LABELS"])
     env = make_environment()
     User = get_user_model()
     admin = User.objects.create_superuser("ada", password="pw-ada")
