@@ -13,6 +13,8 @@ def environments_panel(user, environments):
     One container list per Docker host (environments sharing a host share
     it), as on the environment list.
     """
+    if not environments:
+        return None
     statuses = environments_status(environments)
     rows = []
     for env in environments:

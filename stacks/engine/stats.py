@@ -15,7 +15,7 @@ from docker.errors import APIError, NotFound
 
 from .errors import EngineError, api_error_text
 
-__all__ = ["ContainerStats", "container_stats", "sample_stats"]
+__all__ = ["ContainerStats", "container_stats", "sample_stats", "summarize"]
 
 # Containers sampled at the same time at most.
 WORKERS = 8
