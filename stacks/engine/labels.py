@@ -29,6 +29,7 @@ __all__ = [
     "extra_labels",
     "helper_labels",
     "is_compose_label",
+    "is_portal_label",
     "selector",
     "service_of",
 ]
@@ -42,6 +43,7 @@ COMPOSE_CONFIG_HASH = "com.docker.compose.config-hash"
 COMPOSE_CONTAINER_NUMBER = "com.docker.compose.container-number"
 COMPOSE_ONEOFF = "com.docker.compose.oneoff"
 _COMPOSE_PREFIX = "com.docker.compose."
+_PORTAL_PREFIX = "portal."
 
 # The portal's labels.
 MANAGED = "portal.managed"
@@ -124,3 +126,8 @@ def service_of(labels, default=""):
 def is_compose_label(name):
     """Return whether label ``name`` is one Compose writes itself."""
     return name.startswith(_COMPOSE_PREFIX)
+
+
+def is_portal_label(name):
+    """Return whether label ``name`` is one of the portal's own."""
+    return name.startswith(_PORTAL_PREFIX)

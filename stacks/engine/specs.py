@@ -10,6 +10,8 @@ make Docker match them. Names follow Compose, so ``docker compose -p
 import re
 from dataclasses import dataclass, field
 
+from . import labels
+
 __all__ = [
     "GPU_DRIVER",
     "HealthSpec",
@@ -227,7 +229,7 @@ def describe_spec(spec):
         "labels": {
             k: v
             for k, v in sorted(spec.labels.items())
-            if not k.startswith(("com.docker.compose.", "portal."))
+            if not (labels.is_compose_label(k) or labels.is_portal_label(k))
         },
         "extra": spec.extra,
     }
