@@ -319,3 +319,25 @@ def test_record_left_running_by_an_ended_operation_is_shown_failed(
     html = client.get(reverse("backups:record_detail", args=[left.pk])).content.decode()
     assert 'data-field="status">failed<' in html
     assert "Abandoned: the operation that took it ended without finishing it." in html
+
+
+def test_dashboard_shows_each_services_last_backup_worst_first(
+    client, world, make_record
+):
+    """The dashboard's backup panel: per service the newest good backup in
+    any tier and the worst state over them; never backed up comes first."""
+    env, record, copy, users = world
+    make_record(env, service="redis", strategy="rdb", age=timedelta(days=3))
+    client.force_login(users["viewer"])
+    html = client.get(reverse("portal:dashboard")).content.decode()
+    panel = html[html.index('data-panel="backups"') :]
+    postgres = panel[panel.index(f'data-backup="{env.name}/postgres"') :]
+    postgres = postgres[: postgres.index("</tr>")]
+    assert ">2 h 00 min ago<" in postgres and ">ok<" in postgres
+    redis = panel[panel.index(f'data-backup="{env.name}/redis"') :]
+    redis = redis[: redis.index("</tr>")]
+    # 3 days old in local (overdue), never in remote: never.
+    assert ">3 d 00 h ago<" in redis and ">never<" in redis
+    assert panel.index(f"{env.name}/redis") < panel.index(f"{env.name}/postgres")
+    # The environment the viewer may not see is not there.
+    assert "pages-other" not in panel

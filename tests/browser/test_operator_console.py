@@ -213,6 +213,16 @@ def test_viewer_sees_no_buttons_and_gets_the_403_page_with_its_reason(
         f"vic may not start in environment {env.name}."
     )
     expect(page.locator('nav [data-nav="dashboard"]')).to_be_visible()
+    # DEBUG is off (no Django debug page above) and the styles still come:
+    # the ASGI app serves static files itself.
+    assert page.request.get(f"{live_server_url}/static/css/portal.css").ok
+    assert page.request.get(f"{live_server_url}/static/vendor/xterm/xterm.js").ok
+    assert (
+        page.evaluate(
+            "getComputedStyle(document.querySelector('.topbar')).backgroundColor"
+        )
+        == "rgb(27, 37, 51)"
+    )
     shoot(page, "journey-8-viewer-403")
     page.context.close()
 

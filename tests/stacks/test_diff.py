@@ -6,9 +6,12 @@ today's, and secrets never shown.
 Runs the real configs/stacks.yaml in a copy of demo (see test_lifecycle).
 """
 
+import io
 import json
 
 import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
 
 from stacks.compose import stack_plan
 from stacks.diff import redacted_compose, stack_diff
@@ -140,3 +143,22 @@ def test_compose_text_hides_literal_secrets(world):
     assert "literal-secret-789" not in text
     assert "ADMIN_PASSWORD: '********'" in text and "MODE: plain" in text
     assert "POSTGRES_PASSWORD: ${POSTGRES_PASSWORD}" in text
+
+
+def test_stack_diff_command_prints_verdicts_and_exits_1_on_changes(world):
+    """manage.py stack diff: the table, the diff of what changed, and an exit
+    status like diff(1)."""
+    world.redis()
+    user = ["--user", world.operator.username]
+    out = io.StringIO()
+    with pytest.raises(CommandError) as excinfo:
+        call_command(
+            "stack", "diff", "core", "--env", world.env.name, *user, stdout=out
+        )
+    assert excinfo.value.returncode == 1
+    assert "3 of 4 services of core would change on a start." in str(excinfo.value)
+    lines = out.getvalue().splitlines()
+    assert lines[0].split() == ["SERVICE", "A", "START", "WOULD", "WHY"]
+    assert any(line.split()[:2] == ["redis", "unchanged"] for line in lines)
+    assert any(line.split()[:2] == ["postgres", "create"] for line in lines)
+    assert "+image: stackportal/postgres:local" in lines

@@ -2,7 +2,11 @@
 stats page and its JSON (the four permission cases), against real
 containers."""
 
+import io
+
 import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.urls import reverse
 
 from stacks import engine
@@ -170,3 +174,17 @@ def test_stats_page_renders_a_first_sample(client, world, make_container):
     html = client.get(_urls(env, web)["page"]).content.decode()
     assert 'data-service="api"' in html and 'data-field="cpu"' in html
     assert " %" in html and "js/container_stats.js" in html
+
+
+def test_stack_stats_command_prints_one_sample(world, make_container):
+    env, web, users = world
+    make_container(env, web, "api", BUSY)
+    out = io.StringIO()
+    call_command(
+        "stack", "stats", "web", "--env", env.name, "--user", "viewer", stdout=out
+    )
+    lines = out.getvalue().splitlines()
+    assert lines[0].split()[:3] == ["SERVICE", "STATE", "CPU"]
+    assert lines[1].split()[:2] == ["api", "running"] and "MiB" in lines[1]
+    with pytest.raises(CommandError, match="may not view"):
+        call_command("stack", "stats", "web", "--env", env.name, "--user", "nobody")
