@@ -33,17 +33,16 @@ def backup_panel(environment, user):
     )
 
 
-#: Rows the dashboard's backup panel lists at most (the worst first).
-DASHBOARD_ROWS = 12
 _STATE_RANK = {"never": 0, "overdue": 1, "ok": 2}
 
 
 def dashboard_panel(user, environments):
     """Return the dashboard panel: the age of each service's last good backup.
 
-    One row per environment and backed-up service: the newest good backup
-    of its scheduled strategy in any tier, and the worst state over the
-    tiers (never, overdue, ok). None when no environment keeps backups.
+    One row per environment keeping backups: how many services are ok,
+    overdue or never backed up, and each service with the age of its newest
+    good backup of the scheduled strategy in any tier, coloured by its
+    worst state over the tiers. None when no environment keeps backups.
     """
     policies = {
         p.environment_id: p
@@ -58,29 +57,29 @@ def dashboard_panel(user, environments):
     for row in backup_states(with_policy):
         if not row.scheduled:
             continue
-        key = (row.environment, row.service)
         entry = services.setdefault(
-            key,
-            {"environment": row.environment, "service": row.service, "age": None},
+            (row.environment, row.service),
+            {"service": row.service, "age": None, "state": "ok", "at_risk": False},
         )
-        entry["state"] = min(
-            entry.get("state", "ok"), row.state, key=lambda s: _STATE_RANK.get(s, 2)
-        )
-        entry["at_risk"] = entry.get("at_risk", False) or row.at_risk
+        if _STATE_RANK.get(row.state, 2) < _STATE_RANK[entry["state"]]:
+            entry["state"] = row.state
+        entry["at_risk"] = entry["at_risk"] or row.at_risk
         if row.age is not None and (entry["age"] is None or row.age < entry["age"]):
             entry["age"] = row.age
-    rows = sorted(
-        services.values(),
-        key=lambda e: (_STATE_RANK.get(e["state"], 2), not e["at_risk"]),
-    )
-    for entry in rows:
-        entry["age_text"] = format_age(entry["age"]) if entry["age"] else "never"
-    return Panel(
-        "backups/dashboard_panel.html",
-        {
-            "rows": rows[:DASHBOARD_ROWS],
-            "more": max(0, len(rows) - DASHBOARD_ROWS),
-            "bad": sum(1 for e in rows if e["state"] != "ok"),
-            "total": len(rows),
-        },
-    )
+    rows = []
+    for env in with_policy:
+        found = [v for (name, _), v in services.items() if name == env.name]
+        for entry in found:
+            entry["age_text"] = format_age(entry["age"]) if entry["age"] else "never"
+        counts = {state: 0 for state in _STATE_RANK}
+        for entry in found:
+            counts[entry["state"]] += 1
+        rows.append(
+            {
+                "environment": env,
+                "services": sorted(found, key=lambda e: _STATE_RANK[e["state"]]),
+                "counts": counts,
+                "at_risk": sum(1 for e in found if e["at_risk"]),
+            }
+        )
+    return Panel("backups/dashboard_panel.html", {"rows": rows})
