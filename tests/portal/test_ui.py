@@ -252,3 +252,15 @@ def test_debug_is_off_unless_asked_for(value, expected):
         check=True,
     )
     assert out.stdout.strip() == expected
+
+
+def test_csrf_failure_page_is_in_the_layout(django_user_model):
+    from django.test import Client
+
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(_user(django_user_model, "olga"))
+    response = client.post(reverse("portal:host_check"), {"env": "x"})
+    html = response.content.decode()
+    assert response.status_code == 403
+    assert 'data-error-page="403"' in html
+    assert "The form could not be checked" in html and "CSRF" in html
