@@ -18,7 +18,9 @@ images:
 
 # --- Stacks ------------------------------------------------------------------
 # make start-core [ENVIRONMENT=demo] [PORTAL_USER=admin] [STACK_ARGS=...]
-# and stop-, restart-, status-, logs- for each of the six stacks. They run
+# and stop-, restart-, status-, logs-, stats-, diff- for each of the six stacks
+# (stats: one resource sample per container; diff: what a start would change,
+# exit status 1 when it would change anything). They run
 # `manage.py stack` (an operation with its log, lock and audit trail);
 # STACK_ARGS passes more options, e.g. "--with-dependencies", "--service
 # postgres", "--remove" or "--enqueue --wait". Without PORTAL_USER the
@@ -32,7 +34,7 @@ STACK_ARGS ?=
 STACK_CMD = .venv/bin/python manage.py stack
 STACK_OPTS = --env $(ENVIRONMENT) $(if $(PORTAL_USER),--user $(PORTAL_USER)) $(STACK_ARGS)
 
-.PHONY: $(foreach verb,start stop restart status logs,$(addprefix $(verb)-,$(STACKS)))
+.PHONY: $(foreach verb,start stop restart status logs stats diff,$(addprefix $(verb)-,$(STACKS)))
 
 $(addprefix start-,$(STACKS)): start-%:
 	$(STACK_CMD) start $* $(STACK_OPTS)
@@ -85,6 +87,19 @@ wipe-dev wipe-staging wipe-prod wipe-testing: wipe-%:
 # approve with `manage.py approve_operation <id> --user <approver>`.
 approvals:
 	.venv/bin/python manage.py approve_operation --list $(if $(PORTAL_USER),--user $(PORTAL_USER))
+$(addprefix stats-,$(STACKS)): stats-%:
+	$(STACK_CMD) stats $* $(STACK_OPTS)
+
+$(addprefix diff-,$(STACKS)): diff-%:
+	$(STACK_CMD) diff $* $(STACK_OPTS)
+
+# --- Pages -------------------------------------------------------------------
+# make test-pages: the pages in chromium (the operator's journey, a viewer's
+# 403, an admin's console, every page per role at 1400 and 420 px); every
+# page's screenshot lands in .state/screenshots/ui/.
+.PHONY: test-pages
+test-pages:
+	scripts/test.sh tests/browser/test_operator_console.py tests/browser/test_page_sizes.py $(ARGS)
 
 # --- Backups -----------------------------------------------------------------
 # make backup-status|backup-full|backup-list|backup-schedule [ENVIRONMENT=demo]

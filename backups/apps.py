@@ -18,7 +18,7 @@ class BackupsConfig(AppConfig):
         from .credentials import tier_users
         from .guards import fresh_backup_guard
         from .metrics import BackupCollector
-        from .panels import backup_panel
+        from .panels import backup_panel, dashboard_panel
         from .schedules import (
             scheduled_alerts,
             scheduled_backups,
@@ -36,6 +36,7 @@ class BackupsConfig(AppConfig):
         register_collector("backups", BackupCollector)
         register_panel("backups", backup_panel)
         register_destroy_guard("backups", fresh_backup_guard)
+        register_panel("backups", dashboard_panel, page="dashboard", order=40)
         register_schedule("backups", scheduled_backups)
         register_schedule("backup-verifications", scheduled_verifications)
         register_schedule("backup-alerts", scheduled_alerts)

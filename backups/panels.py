@@ -1,11 +1,12 @@
-"""The backups panel of the environment page (``portal.panels``)."""
+"""The backups panels of the environment page and the dashboard
+(``portal.panels``)."""
 
 from portal.panels import Panel
 
 from .models import BackupAlert, BackupPolicy, BackupRecord
-from .status import backup_states
+from .status import backup_states, format_age
 
-__all__ = ["backup_panel"]
+__all__ = ["backup_panel", "dashboard_panel"]
 
 
 def backup_panel(environment, user):
@@ -30,3 +31,55 @@ def backup_panel(environment, user):
             ).count(),
         },
     )
+
+
+_STATE_RANK = {"never": 0, "overdue": 1, "ok": 2}
+
+
+def dashboard_panel(user, environments):
+    """Return the dashboard panel: the age of each service's last good backup.
+
+    One row per environment keeping backups: how many services are ok,
+    overdue or never backed up, and each service with the age of its newest
+    good backup of the scheduled strategy in any tier, coloured by its
+    worst state over the tiers. None when no environment keeps backups.
+    """
+    policies = {
+        p.environment_id: p
+        for p in BackupPolicy.objects.filter(environment__in=environments)
+    }
+    with_policy = [
+        env for env in environments if env.pk in policies and policies[env.pk].tiers
+    ]
+    if not with_policy:
+        return None
+    services = {}
+    for row in backup_states(with_policy):
+        if not row.scheduled:
+            continue
+        entry = services.setdefault(
+            (row.environment, row.service),
+            {"service": row.service, "age": None, "state": "ok", "at_risk": False},
+        )
+        if _STATE_RANK.get(row.state, 2) < _STATE_RANK[entry["state"]]:
+            entry["state"] = row.state
+        entry["at_risk"] = entry["at_risk"] or row.at_risk
+        if row.age is not None and (entry["age"] is None or row.age < entry["age"]):
+            entry["age"] = row.age
+    rows = []
+    for env in with_policy:
+        found = [v for (name, _), v in services.items() if name == env.name]
+        for entry in found:
+            entry["age_text"] = format_age(entry["age"]) if entry["age"] else "never"
+        counts = {state: 0 for state in _STATE_RANK}
+        for entry in found:
+            counts[entry["state"]] += 1
+        rows.append(
+            {
+                "environment": env,
+                "services": sorted(found, key=lambda e: _STATE_RANK[e["state"]]),
+                "counts": counts,
+                "at_risk": sum(1 for e in found if e["at_risk"]),
+            }
+        )
+    return Panel("backups/dashboard_panel.html", {"rows": rows})

@@ -161,7 +161,7 @@ def main():
         status_url = reverse("stacks:environment_status", args=[env.name])
         rows = [
             ("environment page, viewer", viewer, page),
-            ("environment page, operator (buttons, blast radius)", operator, page),
+            ("environment page, operator (buttons by state)", operator, page),
             ("status JSON", viewer, status_url),
         ]
         results = [

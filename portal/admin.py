@@ -38,6 +38,26 @@ from .operations import (
 from .permissions import user_can, visible_environments
 from .redaction import REDACTED
 
+# Characters of an entry's data shown in the list.
+SUMMARY_CHARS = 140
+
+
+def summarize(data):
+    """Return a mapping as ``key=value`` pairs, cut to SUMMARY_CHARS.
+
+    Nested values are shown as compact JSON; the plan of a requested
+    operation is left out (its digest is in the entry).
+    """
+    parts = []
+    for key, value in (data or {}).items():
+        if key in ("plan", "plan_sha256") or value in (None, "", [], {}):
+            continue
+        if isinstance(value, (dict, list)):
+            value = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+        parts.append(f"{key}={value}")
+    text = " ".join(parts)
+    return text if len(text) <= SUMMARY_CHARS else text[: SUMMARY_CHARS - 1] + "…"
+
 
 def _admin_environments(user):
     """Return the environments on which ``user`` may administer roles."""
@@ -275,13 +295,14 @@ class AuditEntryAdmin(admin.ModelAdmin):
 
     list_display = [
         "id",
-        "created",
+        "when",
         "action",
         "actor_name",
         "environment_name",
-        "object_type",
         "object_repr",
+        "summary",
     ]
+    list_display_links = ["id", "when"]
     list_filter = ["action", "environment_name", "object_type"]
     search_fields = ["object_repr", "actor_name"]
     date_hierarchy = "created"
@@ -310,6 +331,15 @@ class AuditEntryAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+    @admin.display(description="created", ordering="created")
+    def when(self, obj):
+        return obj.created.strftime("%Y-%m-%d %H:%M:%S")
+
+    @admin.display(description="details")
+    def summary(self, obj):
+        """Return the entry's data in one short line (the page has it all)."""
+        return summarize(obj.data)
 
     @admin.display(description="details")
     def details(self, obj):
@@ -357,3 +387,12 @@ for _model, _stock, _audited in (
     ):
         admin.site.unregister(_model)
         admin.site.register(_model, _audited)
+
+
+# The admin is part of the site: its name, the way back to the pages, and
+# the page's width for the change lists (the app sidebar took a fifth).
+admin.site.site_header = "Stack Portal admin"
+admin.site.site_title = "Stack Portal admin"
+admin.site.index_title = "Configuration, roles and records"
+admin.site.site_url = "/"
+admin.site.enable_nav_sidebar = False

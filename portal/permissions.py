@@ -12,7 +12,14 @@ from django.db.models import Q
 from .choices import ROLE_VERBS, Verb
 from .models import RoleAssignment, environment_model
 
-__all__ = ["allowed_verbs", "require", "roles_of", "user_can", "visible_environments"]
+__all__ = [
+    "allowed_verbs",
+    "require",
+    "roles_of",
+    "user_can",
+    "verbs_of",
+    "visible_environments",
+]
 
 
 def roles_of(user, environment):
@@ -48,6 +55,22 @@ def allowed_verbs(user, environment, verbs):
     return {
         verb.value: any(verb in ROLE_VERBS[role] for role in roles) for verb in verbs
     }
+
+
+def verbs_of(user, environment):
+    """Return every verb ``user`` may do on ``environment`` (one query).
+
+    For a page that shows several buttons: the same answer as
+    :func:`user_can` for each verb.
+    """
+    if user is None or not user.is_authenticated or not user.is_active:
+        return frozenset()
+    if user.is_superuser:
+        return frozenset(Verb)
+    verbs = set()
+    for role in roles_of(user, environment):
+        verbs |= ROLE_VERBS[role]
+    return frozenset(verbs)
 
 
 def require(user, verb, environment):

@@ -63,7 +63,9 @@ else:
     SECRET_KEY = env.str(
         "SECRET_KEY", default="dev-only-insecure-key-do-not-use-in-production"
     )
-    DEBUG = env.bool("DEBUG", default=True)
+    # Off unless asked for: Django's debug pages list every URL and setting
+    # to whoever reaches the portal, and hide the site's own error pages.
+    DEBUG = env.bool("DEBUG", default=False)
     ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
 
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
@@ -107,6 +109,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "portal.navigation.context",
             ],
         },
     },

@@ -10,6 +10,7 @@ from django.urls import URLPattern, URLResolver, include, path
 from . import views
 
 portal_patterns = [
+    path("", views.dashboard, name="dashboard"),
     path("operations/", views.operation_list, name="operation_list"),
     path("operations/host-check/", views.host_check, name="host_check"),
     path("operations/<uuid:pk>/", views.operation_detail, name="operation_detail"),
@@ -22,6 +23,11 @@ portal_patterns = [
         name="operation_approve",
     ),
     path("approvals/", views.approval_list, name="approval_list"),
+    path(
+        "operations/<uuid:pk>/result/",
+        views.operation_result,
+        name="operation_result",
+    ),
     path(
         "operations/<uuid:pk>/log.txt",
         views.operation_log_text,
@@ -75,6 +81,10 @@ def superuser_only(patterns):
             raise TypeError(f"Unexpected URL entry {entry!r}")
     return wrapped
 
+
+# The 500 page in the site's layout (400, 403 and 404 use Django's handlers
+# with the templates of the same names).
+handler500 = "portal.views.server_error"
 
 urlpatterns = [
     path("admin/", admin.site.urls),

@@ -1,15 +1,17 @@
-"""Pages of operations (list, detail with live log, cancel, host check) and
-the Prometheus metrics."""
+"""The dashboard, pages of operations (list, detail with live log, cancel,
+host check), the Prometheus metrics and the server error page."""
 
-import json
+import logging
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import HttpResponse, StreamingHttpResponse
+from django.http import HttpResponse, HttpResponseServerError, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template import loader
 from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import requires_csrf_token
 from django.views.decorators.http import require_GET, require_POST
 
 from .choices import OperationStatus, Verb
@@ -24,9 +26,12 @@ from .operations import (
     request_operation,
     waiting_for,
 )
+from .panels import dashboard_panels
 from .permissions import require, user_can, visible_environments
 
 PAGE_SIZE = 50
+
+logger = logging.getLogger(__name__)
 
 
 def _get_operation(request, pk, verb=Verb.VIEW):
@@ -38,6 +43,25 @@ def _get_operation(request, pk, verb=Verb.VIEW):
     )
     require(request.user, verb, operation.environment)
     return operation
+
+
+@login_required
+def dashboard(request):
+    """Show the fleet at a glance: every registered dashboard panel.
+
+    The stacks app adds the environments and their stacks' health, the core
+    the running and queued operations (:mod:`portal.dashboard`), backups
+    the age of each service's last backup; other apps add theirs.
+    """
+    environments = list(visible_environments(request.user))
+    return render(
+        request,
+        "portal/dashboard.html",
+        {
+            "environments": environments,
+            "panels": dashboard_panels(request.user, environments),
+        },
+    )
 
 
 @login_required
@@ -109,16 +133,20 @@ def operation_detail(request, pk):
             "operation": operation,
             "can_cancel": operation.is_active
             and user_can(request.user, Verb.CANCEL, operation.environment),
-            "plan_json": json.dumps(operation.plan, indent=2, sort_keys=True),
-            "result_json": (
-                json.dumps(operation.result, indent=2, sort_keys=True)
-                if operation.result is not None
-                else ""
-            ),
-            "parameters_json": json.dumps(operation.parameters, sort_keys=True),
             "terminal_statuses": list(OperationStatus.TERMINAL),
         },
     )
+
+
+@login_required
+@never_cache
+def operation_result(request, pk):
+    """Return the operation's result as an HTML fragment (tables and lists).
+
+    The operation page asks for it when the final status arrives.
+    """
+    operation = _get_operation(request, pk)
+    return render(request, "portal/_operation_result.html", {"operation": operation})
 
 
 @login_required
@@ -214,7 +242,9 @@ def host_check(request):
     except OperationConflict as exc:
         messages.error(request, str(exc))
         return redirect("portal:operation_list")
-    messages.success(request, f"Queued operation {operation.pk}")
+    messages.success(
+        request, f"Queued operation {operation.pk}", extra_tags=f"op-{operation.pk}"
+    )
     return redirect(operation)
 
 
@@ -257,3 +287,25 @@ def _unauthorized(message, *, error=None):
     )
     response["WWW-Authenticate"] = challenge
     return response
+
+
+@requires_csrf_token
+def server_error(request, template_name="500.html"):
+    """Answer 500 with the site's error page, in its layout when possible.
+
+    Django's own handler renders without the request (no navigation, no
+    user); this one tries with it, and falls back to that when rendering
+    itself fails (the database being down is a common cause of a 500).
+    """
+    try:
+        return HttpResponseServerError(
+            loader.render_to_string(template_name, request=request)
+        )
+    except Exception:  # noqa: BLE001 - the error page must not fail
+        logger.exception("the error page could not be rendered with the request")
+    try:
+        return HttpResponseServerError(loader.render_to_string(template_name))
+    except Exception:  # noqa: BLE001
+        return HttpResponseServerError(
+            "<h1>Server Error (500)</h1>", content_type="text/html"
+        )

@@ -8,6 +8,10 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 PY=.venv/bin/python
 export DJANGO_SETTINGS_MODULE=${DJANGO_SETTINGS_MODULE:-portal.settings}
+# Django's debug pages list every URL and setting: off unless asked for
+# (DEBUG=true make demo). The ASGI app serves static/ itself, debug or not.
+export DEBUG=${DEBUG:-false}
+export PORTAL_SERVE_STATIC=${PORTAL_SERVE_STATIC:-true}
 mkdir -p .state
 scripts/backup-servers.sh start
 "$PY" manage.py bootstrap_demo

@@ -9,6 +9,8 @@ and the importer's rules (host policy included) on the result.
 
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
 
 from portal.audit import AuditedAdminMixin
 from portal.permissions import user_can
@@ -19,6 +21,7 @@ from .config.gate import (
     config_scope,
     require_admin,
 )
+from .forms import ServiceForm, ServiceOverrideForm
 from .models import (
     ConfigValue,
     Environment,
@@ -107,12 +110,6 @@ class GatedInline(GatedAdminMixin):
         return formset
 
 
-class ServiceOverrideInline(GatedInline, admin.TabularInline):
-    model = ServiceOverride
-    extra = 0
-    autocomplete_fields = ["service"]
-
-
 class NetworkOverrideInline(GatedInline, admin.TabularInline):
     model = NetworkOverride
     extra = 0
@@ -131,7 +128,40 @@ class EnvironmentAdmin(GatedModelAdmin):
     ]
     list_filter = ["protected", "gpu_enabled"]
     search_fields = ["name", "alias", "description"]
-    inlines = [NetworkOverrideInline, ServiceOverrideInline]
+    inlines = [NetworkOverrideInline]
+    readonly_fields = ["service_overrides"]
+
+    @admin.display(description="Service overrides")
+    def service_overrides(self, obj):
+        """List the environment's overrides, each linked to its own page.
+
+        Each is edited there, where every common key has a field (a JSON box
+        per service made this page thousands of pixels long).
+        """
+        if obj.pk is None:
+            return "-"
+        rows = format_html_join(
+            "",
+            '<tr><td><a href="{}">{}</a></td><td>{}</td></tr>',
+            (
+                (
+                    reverse("admin:stacks_serviceoverride_change", args=[o.pk]),
+                    o.service.name,
+                    ", ".join(o.values or {}) or "-",
+                )
+                for o in obj.service_overrides.select_related("service").order_by(
+                    "service__stack__order", "service__order", "service__name"
+                )
+            ),
+        )
+        add = reverse("admin:stacks_serviceoverride_add") + f"?environment={obj.pk}"
+        return format_html(
+            '<table class="portal-overrides"><thead><tr><th>Service</th>'
+            "<th>Overrides</th></tr></thead><tbody>{}</tbody></table>"
+            '<p><a class="addlink" href="{}">Add an override</a></p>',
+            rows,
+            add,
+        )
 
 
 class ServiceInline(GatedInline, admin.TabularInline):
@@ -169,10 +199,43 @@ class StackAdmin(GatedModelAdmin):
 
 @admin.register(Service)
 class ServiceAdmin(GatedModelAdmin):
+    form = ServiceForm
     list_display = ["name", "stack", "image", "gpu", "restart"]
     list_filter = ["stack", "gpu", "category"]
     search_fields = ["name", "image", "description"]
     filter_horizontal = ["depends_on"]
+    fieldsets = [
+        (None, {"fields": [("stack", "name"), ("description", "category"), "order"]}),
+        ("Image and command", {"fields": ["image", "build", "command", "entrypoint"]}),
+        ("Environment", {"fields": ["environment"]}),
+        ("Ports and volumes", {"fields": ["ports", "volumes"]}),
+        (
+            "Healthcheck",
+            {
+                "fields": [
+                    "healthcheck",
+                    ("healthcheck_interval", "healthcheck_timeout"),
+                    ("healthcheck_retries", "healthcheck_start_period"),
+                    "healthcheck_template",
+                ]
+            },
+        ),
+        ("Dependencies", {"fields": ["depends_on"]}),
+        (
+            "Runtime",
+            {"fields": [("restart", "user"), "shm_size", ("gpu", "gpu_count")]},
+        ),
+        (
+            "Other Compose keys",
+            {"fields": ["extra"], "classes": ["collapse"]},
+        ),
+    ]
+
+    def get_fieldsets(self, request, obj=None):
+        if obj is not None and not self.has_change_permission(request, obj):
+            # Read-only: the stored values, not the form's fields.
+            return [(None, {"fields": ServiceForm.Meta.fields})]
+        return super().get_fieldsets(request, obj)
 
 
 @admin.register(Volume)
@@ -191,9 +254,47 @@ class NetworkAdmin(GatedModelAdmin):
 
 @admin.register(ServiceOverride)
 class ServiceOverrideAdmin(GatedModelAdmin):
-    list_display = ["service", "environment"]
+    form = ServiceOverrideForm
+    list_display = ["service", "environment", "keys"]
     list_filter = ["environment"]
     autocomplete_fields = ["service"]
+    fieldsets = [
+        (None, {"fields": [("environment", "service")]}),
+        (
+            "Overridden keys (empty: the service's own value)",
+            {
+                "fields": [
+                    "image",
+                    "command",
+                    "environment_variables",
+                    "ports",
+                    "volumes",
+                ]
+            },
+        ),
+        (
+            "Healthcheck",
+            {
+                "fields": [
+                    "healthcheck",
+                    ("healthcheck_interval", "healthcheck_timeout"),
+                    ("healthcheck_retries", "healthcheck_start_period"),
+                    "healthcheck_template",
+                ]
+            },
+        ),
+        ("Other keys", {"fields": ["values"]}),
+    ]
+
+    def get_fieldsets(self, request, obj=None):
+        if obj is not None and not self.has_change_permission(request, obj):
+            # Read-only: the stored values, not the form's fields.
+            return [(None, {"fields": ServiceOverrideForm.Meta.fields})]
+        return super().get_fieldsets(request, obj)
+
+    @admin.display(description="Overrides")
+    def keys(self, obj):
+        return ", ".join(obj.values or {}) or "-"
 
 
 @admin.register(NetworkOverride)

@@ -12,12 +12,15 @@ Environment values keep their ``${VAR}`` references here; they are resolved
 only when a container is created.
 """
 
+import json
 import shlex
 from dataclasses import replace
 from pathlib import Path
 
 import yaml
 from django.conf import settings
+
+from portal.redaction import redact
 
 from . import config
 from .engine import labels
@@ -30,6 +33,7 @@ from .engine.specs import (
     ServiceSpec,
     StackPlan,
     VolumeSpec,
+    describe_spec,
     format_duration,
     network_docker_name,
     parse_duration,
@@ -40,6 +44,7 @@ from .schema.values import is_bind_source, split_volume
 
 __all__ = [
     "compose_dict",
+    "recorded_config",
     "render_compose",
     "resolve_spec",
     "stack_plan",
@@ -53,7 +58,10 @@ def resolve_spec(spec, resolve_all):
 
     ``resolve_all(value, service=...)`` resolves one value (see
     :func:`stacks.secrets.resolve_all`). The copy holds secret values: build
-    it only to create the container, and never log or store it.
+    it only to create the container, and never log or store it. What it
+    was made from, as configured (references kept, secrets redacted), goes
+    with it in ``recorded`` (stored on the container, see
+    :func:`stacks.engine.describe_spec`).
     """
     health = spec.healthcheck
     if health is not None and health.test:
@@ -70,6 +78,14 @@ def resolve_spec(spec, resolve_all):
         user=resolve_all(spec.user, service=spec.name),
         shm_size=resolve_all(spec.shm_size, service=spec.name),
         extra=resolve_all(dict(spec.extra), service=spec.name),
+        recorded=spec.recorded or recorded_config(spec),
+    )
+
+
+def recorded_config(spec):
+    """Return what ``spec`` (unresolved) is made from, redacted, as compact JSON."""
+    return json.dumps(
+        redact(describe_spec(spec)), sort_keys=True, separators=(",", ":")
     )
 
 

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import consumers
+from . import console, consumers
 
 __all__ = ["websocket_urlpatterns"]
 
@@ -16,5 +16,10 @@ websocket_urlpatterns = [
         "ws/logs/<slug:environment>/<slug:stack>/<slug:service>/",
         consumers.ContainerLogConsumer.as_asgi(),
         name="service_logs",
+    ),
+    path(
+        "ws/console/<slug:environment>/<slug:stack>/<slug:service>/",
+        console.ConsoleConsumer.as_asgi(),
+        name="service_console",
     ),
 ]

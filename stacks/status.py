@@ -11,11 +11,13 @@ ones). Everything returned is plain JSON-able dicts.
 import re
 from datetime import UTC, datetime
 
+from portal.ui import exit_tone, tone
+
 from . import engine
 from .engine import labels
 from .models import Stack
 
-__all__ = ["environment_status", "environments_status"]
+__all__ = ["environment_status", "environments_status", "state_tone"]
 
 # "Up 3 minutes (healthy)", "Up About an hour (health: starting)",
 # "Exited (137) 5 seconds ago", "Restarting (1) 2 seconds ago", "Created".
@@ -132,11 +134,22 @@ def _build(environment, stacks, containers, error=None):
     }
 
 
+def state_tone(state, health=None, exit_code=None):
+    """Return the tone of a service's state: a clean exit is not an alarm."""
+    if health == "unhealthy" or state == "dead":
+        return "bad"
+    if state == "exited":
+        return exit_tone(exit_code) or "idle"
+    return tone(state, "container") or "idle"
+
+
 def _service_row(name, containers, error):
     if not containers:
+        state = "unknown" if error else "missing"
         return {
             "name": name,
-            "state": "unknown" if error else "missing",
+            "state": state,
+            "tone": state_tone(state),
             "health": None,
             "status": "",
             "uptime": None,
@@ -161,13 +174,17 @@ def _service_row(name, containers, error):
     up = _UP_RE.match(status)
     created = primary.get("Created")
     names = primary.get("Names") or []
+    state = primary.get("State") or "unknown"
+    health = health.group(1).replace("health: ", "") if health else None
+    exit_code = int(exit_code.group(1)) if exit_code else None
     return {
         "name": name,
-        "state": primary.get("State") or "unknown",
-        "health": health.group(1).replace("health: ", "") if health else None,
+        "state": state,
+        "tone": state_tone(state, health, exit_code),
+        "health": health,
         "status": status,
-        "uptime": up.group(1) if up and primary.get("State") == "running" else None,
-        "exit_code": int(exit_code.group(1)) if exit_code else None,
+        "uptime": up.group(1) if up and state == "running" else None,
+        "exit_code": exit_code,
         "ports": _ports(primary.get("Ports") or []),
         "container_id": primary["Id"][:12],
         "container_name": names[0].lstrip("/") if names else None,
@@ -228,6 +245,7 @@ def _aggregate(services, error):
         health = None
     return {
         "state": state,
+        "tone": "bad" if health == "unhealthy" else (tone(state) or "idle"),
         "health": health,
         "running": running,
         "total": total,

@@ -1,11 +1,14 @@
 from django.urls import path
 
-from . import network_views, views, wipe_views
+from . import container_views, network_views, views, wipe_views
 
 app_name = "stacks"
 
+STACK = "environments/<str:name>/stacks/<str:stack>/"
+SERVICE = STACK + "services/<str:service>/"
+
 urlpatterns = [
-    path("", views.environment_list, name="environment_list"),
+    path("environments/", views.environment_list, name="environment_list"),
     path(
         "environments/<str:name>/", views.environment_detail, name="environment_detail"
     ),
@@ -14,17 +17,34 @@ urlpatterns = [
         views.environment_status_json,
         name="environment_status",
     ),
+    path(STACK + "logs/", views.stack_logs, name="stack_logs"),
+    path(STACK + "impact/", views.stack_impact, name="stack_impact"),
+    path(STACK + "stats/", container_views.stack_stats, name="stack_stats"),
     path(
-        "environments/<str:name>/stacks/<str:stack>/logs/",
-        views.stack_logs,
-        name="stack_logs",
+        STACK + "stats.json", container_views.stack_stats_json, name="stack_stats_json"
     ),
+    path(STACK + "compose/", container_views.stack_compose, name="stack_compose"),
+    path(
+        STACK + "compose.yml",
+        container_views.stack_compose_file,
+        name="stack_compose_file",
+    ),
+    path(SERVICE + "console/", container_views.service_console, name="service_console"),
     *(
         path(
-            f"environments/<str:name>/stacks/<str:stack>/{action}/",
+            STACK + f"{action}/",
             views.stack_action,
             {"action": action},
             name=f"stack_{action}",
+        )
+        for action in views.STACK_ACTIONS
+    ),
+    *(
+        path(
+            SERVICE + f"{action}/",
+            views.stack_action,
+            {"action": action},
+            name=f"service_{action}",
         )
         for action in views.STACK_ACTIONS
     ),

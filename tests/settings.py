@@ -33,3 +33,9 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Every response the test client or a test server sends is searched for the
 # planted secret values (tests/leakcheck.py).
 MIDDLEWARE = ["tests.leakcheck.LeakCheckMiddleware", *MIDDLEWARE]  # noqa: F405
+# Labels for every Docker object, for processes a test starts (a worker that
+# runs a stack start): teardown removes what carries the run's label.
+if os.environ.get("PORTAL_TEST_LABELS"):
+    import json
+
+    PORTAL_EXTRA_LABELS = json.loads(os.environ["PORTAL_TEST_LABELS"])

@@ -211,8 +211,14 @@ class GatedFormMixin:
             # The row was rolled back: the admin's save must insert it anew.
             instance.pk = None
             instance._state.adding = True
+        # A form that lays a value out over several fields says which one an
+        # issue is about (gate_field_for).
+        mapper = getattr(self, "gate_field_for", None)
         for issue in found:
-            field = form_field(instance, issue, self.fields)
+            if mapper is not None:
+                field = mapper(issue)
+            else:
+                field = form_field(instance, issue, self.fields)
             self.add_error(field, f"{issue.path}: {issue.message}")
 
     def _baseline(self):

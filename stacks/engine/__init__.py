@@ -20,7 +20,9 @@ module             what it holds
 ``preflight``      GPU runtime and host port checks before a start
 ``streams``        Docker's multiplexed stream, split in bulk
 ``logs``           the one log streamer
-``exec``           commands in containers with streamed stdout/stdin
+``exec``           commands in containers with streamed stdout/stdin;
+                   interactive sessions with a terminal (consoles)
+``stats``          one resource usage sample per container
 ``helpers``        short-lived labelled helper containers (attached, streamed);
                    volume tar streams
 ``gpus``           GPU helper containers; running containers by id
@@ -54,7 +56,14 @@ from .containers import (
     stop_timeout,
 )
 from .errors import EngineError, api_error_text, engine_errors
-from .exec import ExecResult, ExecStream, exec_run, exec_stream
+from .exec import (
+    ExecResult,
+    ExecSession,
+    ExecStream,
+    exec_run,
+    exec_session,
+    exec_stream,
+)
 from .gpus import (
     DEFAULT_GPU_IMAGE,
     GPU_HELPER_PURPOSE,
@@ -105,7 +114,8 @@ from .resources import (
     remove_volume,
     volume_sizes,
 )
-from .specs import MountSpec
+from .specs import MountSpec, describe_spec
+from .stats import ContainerStats, container_stats, sample_stats
 
 __all__ = [
     "delete_network",
@@ -124,10 +134,12 @@ __all__ = [
     "DEFAULT_PROBE_IMAGE",
     "DEFAULT_STOP_TIMEOUT",
     "ContainerState",
+    "ContainerStats",
     "EngineError",
     "GPU_HELPER_PURPOSE",
     "GpuHelperResult",
     "ExecResult",
+    "ExecSession",
     "ExecStream",
     "HelperStream",
     "HostAddress",
@@ -143,13 +155,16 @@ __all__ = [
     "config_hash",
     "container_create_options",
     "daemon_address_pools",
+    "container_stats",
     "describe_host",
+    "describe_spec",
     "engine_errors",
     "engine_facts",
     "ensure_image",
     "ensure_network",
     "ensure_volume",
     "exec_run",
+    "exec_session",
     "exec_stream",
     "gpu_image",
     "helper_container",
@@ -178,6 +193,7 @@ __all__ = [
     "run_probes",
     "run_helper",
     "running_containers",
+    "sample_stats",
     "service_states",
     "split_timestamp",
     "stop_container",

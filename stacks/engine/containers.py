@@ -294,7 +294,11 @@ def container_create_options(client, spec, *, config_hash):
         "environment": dict(spec.environment),
         "user": spec.user or None,
         "ports": [(p.target, p.protocol) for p in spec.ports] or None,
-        "labels": {**spec.labels, labels.COMPOSE_CONFIG_HASH: config_hash},
+        "labels": {
+            **spec.labels,
+            labels.COMPOSE_CONFIG_HASH: config_hash,
+            **({labels.CONFIG: spec.recorded} if spec.recorded else {}),
+        },
         "host_config": host_config,
         "networking_config": networking_config,
         "healthcheck": healthcheck,

@@ -5,7 +5,9 @@ stdout in chunks as they arrive (``pg_dump`` of a large database goes
 through in constant memory); stderr is kept up to a limit for the error
 message. With ``stdin`` (an iterable of bytes) the command reads that
 stream (``pg_restore`` from a backup). :func:`exec_run` is the short form
-for commands with little output.
+for commands with little output. :class:`ExecSession` is an interactive
+command with a terminal (the console page): raw output read as it comes,
+input written as typed, the terminal resized.
 """
 
 import socket
@@ -17,7 +19,15 @@ from docker.errors import APIError, NotFound
 from .errors import EngineError, api_error_text
 from .streams import Demuxer, close_response
 
-__all__ = ["ExecResult", "ExecStream", "HijackedStream", "exec_run", "exec_stream"]
+__all__ = [
+    "ExecResult",
+    "ExecSession",
+    "ExecStream",
+    "HijackedStream",
+    "exec_run",
+    "exec_session",
+    "exec_stream",
+]
 
 # Bytes read from the engine at a time.
 CHUNK = 1 << 20
@@ -264,3 +274,135 @@ def exec_run(client, container_id, cmd, *, limit=16 << 20, **kwargs):
     result = stream.result
     result.stdout = bytes(out)
     return result
+
+
+class ExecSession:
+    """An interactive command in a container, with a terminal (a console).
+
+    With a TTY the engine sends one raw stream (stdout and stderr merged, no
+    multiplexing) and echoes input itself. :meth:`read` blocks until output
+    arrives (call it from a thread) and returns ``b""`` when the command has
+    ended; :meth:`write` sends input; :meth:`resize` sets the terminal's
+    size; :meth:`close` ends the connection, which hangs up the command.
+    """
+
+    def __init__(
+        self,
+        client,
+        container_id,
+        cmd,
+        *,
+        user="",
+        environment=None,
+        workdir=None,
+        cols=80,
+        rows=24,
+    ):
+        self.client = client
+        self.container_id = container_id
+        self.cmd = list(cmd)
+        api = client.api
+        try:
+            created = api.exec_create(
+                container_id,
+                self.cmd,
+                stdout=True,
+                stderr=True,
+                stdin=True,
+                tty=True,
+                user=user or "",
+                environment=environment,
+                workdir=workdir,
+            )
+        except NotFound as exc:
+            raise EngineError(f"Container {container_id[:12]} not found") from exc
+        except APIError as exc:
+            raise EngineError(
+                f"Cannot run {self.cmd[0]} in container {container_id[:12]}: "
+                f"{api_error_text(exc)}"
+            ) from exc
+        self.exec_id = created["Id"]
+        try:
+            self._response = api._post_json(
+                api._url("/exec/{0}/start", self.exec_id),
+                headers={"Connection": "Upgrade", "Upgrade": "tcp"},
+                data={"Tty": True, "Detach": False},
+                stream=True,
+            )
+            api._raise_for_status(self._response)
+        except APIError as exc:
+            raise EngineError(
+                f"Cannot start {self.cmd[0]} in container {container_id[:12]}: "
+                f"{api_error_text(exc)}"
+            ) from exc
+        self._sock = api._get_raw_response_socket(self._response)
+        api._disable_socket_timeout(self._sock)
+        fp = self._response.raw._fp.fp
+        self._read = fp.read1 if hasattr(fp, "read1") else self._sock.read
+        self._write_lock = threading.Lock()
+        self.closed = False
+        self.resize(cols, rows)
+
+    def _raw_socket(self):
+        return getattr(self._sock, "_sock", self._sock)
+
+    def read(self, size=CHUNK):
+        """Return the next output (bytes); ``b""`` when the command ended."""
+        try:
+            return self._read(size)
+        except (OSError, ValueError):
+            # Closed from another thread (the console went away).
+            return b""
+
+    def write(self, data):
+        """Send ``data`` (bytes) to the command's terminal."""
+        if self.closed or not data:
+            return
+        with self._write_lock:
+            try:
+                self._raw_socket().sendall(data)
+            except OSError as exc:
+                raise EngineError(f"The console's command has ended: {exc}") from exc
+
+    def resize(self, cols, rows):
+        """Set the terminal to ``cols`` x ``rows`` characters."""
+        try:
+            self.client.api.exec_resize(
+                self.exec_id, height=max(1, int(rows)), width=max(1, int(cols))
+            )
+        except (APIError, ValueError):
+            # The command may not run yet, or has ended: nothing to resize.
+            pass
+
+    def exit_code(self):
+        """Return the command's exit code, or None while it runs."""
+        try:
+            info = self.client.api.exec_inspect(self.exec_id)
+        except APIError:
+            return None
+        return None if info.get("Running") else info.get("ExitCode")
+
+    def close(self):
+        """Hang up: close the connection (the shell gets SIGHUP)."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            self._raw_socket().shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        close_response(self._response)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+
+def exec_session(client, container_id, cmd, **kwargs):
+    """Start ``cmd`` in ``container_id`` with a terminal; return an
+    :class:`ExecSession`. Keyword arguments: ``user``, ``environment``,
+    ``workdir``, ``cols``, ``rows``."""
+    return ExecSession(client, container_id, cmd, **kwargs)

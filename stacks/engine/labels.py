@@ -17,6 +17,7 @@ __all__ = [
     "COMPOSE_PROJECT",
     "COMPOSE_SERVICE",
     "COMPOSE_VOLUME",
+    "CONFIG",
     "DATA_TYPE",
     "ENVIRONMENT",
     "HELPER",
@@ -28,6 +29,7 @@ __all__ = [
     "extra_labels",
     "helper_labels",
     "is_compose_label",
+    "is_portal_label",
     "selector",
     "service_of",
 ]
@@ -41,12 +43,16 @@ COMPOSE_CONFIG_HASH = "com.docker.compose.config-hash"
 COMPOSE_CONTAINER_NUMBER = "com.docker.compose.container-number"
 COMPOSE_ONEOFF = "com.docker.compose.oneoff"
 _COMPOSE_PREFIX = "com.docker.compose."
+_PORTAL_PREFIX = "portal."
 
 # The portal's labels.
 MANAGED = "portal.managed"
 ENVIRONMENT = "portal.environment"
 STACK = "portal.stack"
 SERVICE = "portal.service"
+# On containers: the configuration they were made from (references
+# unresolved, secrets redacted), as JSON; pages diff it with today's.
+CONFIG = "portal.config"
 # On volumes: what kind of data they hold (db, cache, models, logs, ...).
 DATA_TYPE = "portal.data-type"
 # On short-lived helper containers: their purpose ("host.check",
@@ -120,3 +126,8 @@ def service_of(labels, default=""):
 def is_compose_label(name):
     """Return whether label ``name`` is one Compose writes itself."""
     return name.startswith(_COMPOSE_PREFIX)
+
+
+def is_portal_label(name):
+    """Return whether label ``name`` is one of the portal's own."""
+    return name.startswith(_PORTAL_PREFIX)

@@ -10,6 +10,8 @@ make Docker match them. Names follow Compose, so ``docker compose -p
 import re
 from dataclasses import dataclass, field
 
+from . import labels
+
 __all__ = [
     "GPU_DRIVER",
     "HealthSpec",
@@ -20,6 +22,7 @@ __all__ = [
     "StackPlan",
     "VolumeSpec",
     "container_name",
+    "describe_spec",
     "format_duration",
     "network_docker_name",
     "parse_duration",
@@ -171,10 +174,66 @@ class ServiceSpec:
     restart: str = "unless-stopped"
     labels: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
+    # The configuration as written (references unresolved, secret values
+    # redacted) as JSON, stored on the container in label portal.config so
+    # pages can show what a running container was made from. Set by
+    # stacks.compose.resolve_spec; not part of the config hash.
+    recorded: str = ""
 
     @property
     def container_name(self):
         return container_name(self.project, self.name)
+
+
+def describe_spec(spec):
+    """Return what a container of ``spec`` is made from, as a JSON-able dict.
+
+    The values as the spec holds them (a spec from ``stack_plan`` keeps its
+    ``${VAR}`` references); empty keys are left out. Compose's and the
+    portal's own labels are not listed: they follow from the names.
+    """
+    health = None
+    if spec.healthcheck is not None:
+        hc = spec.healthcheck
+        health = (
+            {"disable": True}
+            if hc.disable
+            else {
+                "test": list(hc.test),
+                "interval": hc.interval,
+                "timeout": hc.timeout,
+                "retries": hc.retries,
+                "start_period": hc.start_period,
+            }
+        )
+    mounts = []
+    for m in spec.mounts:
+        if m.type == "tmpfs":
+            mounts.append(f"tmpfs:{m.target}")
+        else:
+            source = m.key or m.source or "(anonymous)"
+            mounts.append(f"{source}:{m.target}" + (":ro" if m.read_only else ""))
+    found = {
+        "image": spec.image,
+        "command": spec.command,
+        "entrypoint": spec.entrypoint,
+        "environment": dict(sorted(spec.environment.items())),
+        "ports": [str(p) for p in spec.ports],
+        "volumes": mounts,
+        "networks": sorted(set(spec.networks.values())),
+        "healthcheck": health,
+        "gpu": spec.gpu_count if spec.gpu else None,
+        "shm_size": spec.shm_size,
+        "user": spec.user,
+        "restart": spec.restart,
+        "labels": {
+            k: v
+            for k, v in sorted(spec.labels.items())
+            if not (labels.is_compose_label(k) or labels.is_portal_label(k))
+        },
+        "extra": spec.extra,
+    }
+    return {k: v for k, v in found.items() if v not in (None, "", [], {})}
 
 
 @dataclass

@@ -6,7 +6,7 @@ host path (the Docker socket is root on the host). Each environment says by
 name which of these its services may have, in ``host_policy``::
 
     host_policy:
-      allow: [privileged, "pid: host", "network_mode: host"]
+      allow: [privileged, "pid: host", "network_mode: host", console]
       capabilities: [SYS_PTRACE]
       devices: [/dev/fuse]
       bind_mounts: [/var/log/multimodal, /var/run/docker.sock]
@@ -40,7 +40,9 @@ __all__ = [
 #: Keys whose value ``host`` shares a namespace of the host.
 NAMESPACE_KEYS = ("pid", "ipc", "network_mode", "userns_mode", "uts", "cgroup")
 #: The names ``allow`` takes (``security_opt: ...`` entries besides).
-ALLOWABLE = ("privileged", *(f"{key}: host" for key in NAMESPACE_KEYS))
+#: ``console`` is not asked by a service: it lets Admins open a shell in the
+#: containers of a protected environment (see stacks.access).
+ALLOWABLE = ("privileged", *(f"{key}: host" for key in NAMESPACE_KEYS), "console")
 # security_opt values that switch a protection off.
 _UNSAFE_SECURITY_OPT = ("unconfined", "label=disable", "label:disable")
 

@@ -12,6 +12,10 @@
  * show (started, queue wait, finished, duration) and hide the Cancel form
  * once the operation is over. The worker's name is not in the event, so it
  * is read from a fresh copy of this page once the operation has started.
+ * The result is shown as the server renders it (tables and lists, the same
+ * component as the plan): the final status fetches that fragment. Flash
+ * messages about this operation ("Queued operation ...") go once the
+ * operation has left the queue: they are no longer true.
  */
 (function () {
   "use strict";
@@ -38,7 +42,9 @@
     socket: null,
     shown: 0,
     hidden: 0,
-    workerRequested: false
+    workerRequested: false,
+    resultRequested: false,
+    resultShown: false
   };
   window.operationLog = state;
 
@@ -179,12 +185,47 @@
     maybeDone();
   }
 
+  var TONES = {
+    succeeded: "ok",
+    failed: "bad",
+    errored: "bad",
+    canceled: "idle",
+    running: "info"
+  };
+
+  function showResult(event) {
+    var box = field("result");
+    var fallback = function () {
+      box.textContent = JSON.stringify(event.result, null, 2);
+    };
+    if (!window.fetch || !root.dataset.resultUrl) {
+      fallback();
+      return;
+    }
+    window
+      .fetch(root.dataset.resultUrl, { credentials: "same-origin" })
+      .then(function (response) {
+        if (!response.ok) {
+          throw new Error("HTTP " + response.status);
+        }
+        return response.text();
+      })
+      .then(function (html) {
+        box.innerHTML = html;
+        state.resultShown = true;
+      })
+      .catch(fallback);
+  }
+
   function setStatus(event) {
     state.status = event.status;
     root.dataset.status = event.status;
     var badge = field("status");
     badge.textContent = event.status;
-    badge.className = "status-" + event.status;
+    badge.className = "badge tone-" + (TONES[event.status] || "warn");
+    if (event.status !== "pending" && event.status !== "queued" && window.portal) {
+      window.portal.dropMessages("op-" + root.dataset.operationId);
+    }
     field("progress").style.width = (event.progress || 0) + "%";
     field("percent").textContent = event.progress || 0;
     field("progress_message").textContent = event.progress_message || "";
@@ -204,8 +245,9 @@
           button.disabled = true;
         }
       }
-      if (event.result !== undefined && event.result !== null) {
-        field("result").textContent = JSON.stringify(event.result, null, 2);
+      if (!state.resultRequested) {
+        state.resultRequested = true;
+        showResult(event);
       }
     }
     maybeDone();
@@ -264,15 +306,6 @@
       old.close();
     }
     window.setTimeout(connect, delay);
-  }
-
-  var cancelForm = field("cancel-form");
-  if (cancelForm) {
-    cancelForm.addEventListener("submit", function (event) {
-      if (!window.confirm(cancelForm.dataset.confirm)) {
-        event.preventDefault();
-      }
-    });
   }
 
   connect();

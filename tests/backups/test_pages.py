@@ -320,3 +320,29 @@ def test_record_left_running_by_an_ended_operation_is_shown_failed(
     html = client.get(reverse("backups:record_detail", args=[left.pk])).content.decode()
     assert 'data-field="status">failed<' in html
     assert "Abandoned: the operation that took it ended without finishing it." in html
+
+
+def test_dashboard_shows_each_services_last_backup_worst_first(
+    client, world, make_record
+):
+    """The dashboard's backup panel: per environment the count of services
+    by state, and each service with its newest good backup in any tier and
+    its worst state over them; never backed up comes first."""
+    env, record, copy, users = world
+    make_record(env, service="redis", strategy="rdb", age=timedelta(days=3))
+    client.force_login(users["viewer"])
+    html = client.get(reverse("portal:dashboard")).content.decode()
+    panel = html[html.index('data-panel="backups"') :]
+    row = panel[panel.index(f'data-environment="{env.name}"') :]
+    row = row[: row.index("</tr>")]
+    postgres = row[row.index(f'data-backup="{env.name}/postgres"') :]
+    assert postgres.startswith(f'data-backup="{env.name}/postgres" class="backup-ok"')
+    assert "<strong>2 h 00 min</strong>" in postgres[: postgres.index("</li>")]
+    redis = row[row.index(f'data-backup="{env.name}/redis"') :]
+    # 3 days old in local (overdue), never in remote: never.
+    assert redis.startswith(f'data-backup="{env.name}/redis" class="backup-never"')
+    assert "<strong>3 d 00 h</strong>" in redis[: redis.index("</li>")]
+    assert row.index(f"{env.name}/redis") < row.index(f"{env.name}/postgres")
+    assert ">1 ok</span>" in row
+    # The environment the viewer may not see is not there.
+    assert "pages-other" not in panel

@@ -79,14 +79,26 @@ def test_environment_page_and_logs_page_live(
     expect(worker.locator('[data-field="health"]')).to_have_text(
         "healthy", timeout=30_000
     )
-    expect(card.locator('header [data-field="state"]')).to_have_text("partial")
+    expect(card.locator('summary [data-field="state"]')).to_have_text("partial")
+    # A partial stack offers all three; each service what fits its state.
+    stack_actions = card.locator('[data-actions="stack"]')
     for action in ("Start", "Restart", "Stop"):
-        expect(card.get_by_role("button", name=action, exact=True)).to_be_visible()
+        expect(
+            stack_actions.get_by_role("button", name=action, exact=True)
+        ).to_be_visible()
+    expect(api.get_by_role("button", name="Stop", exact=True)).to_be_visible()
+    expect(api.get_by_role("button", name="Start", exact=True)).to_be_hidden()
     screenshot(page, "environment_detail")
 
     containers["api"].stop(timeout=1)
     expect(api.locator('[data-field="state"]')).to_have_text("exited")
-    expect(card.locator('header [data-field="count"]')).to_have_text("1/3 running")
+    # Its buttons follow without a reload; a stop on request is no alarm.
+    expect(api.get_by_role("button", name="Start", exact=True)).to_be_visible()
+    expect(api.get_by_role("button", name="Stop", exact=True)).to_be_hidden()
+    expect(api.locator('[data-field="state"]')).not_to_have_class(
+        re.compile("tone-bad")
+    )
+    expect(card.locator('summary [data-field="count"]')).to_have_text("1/3 running")
 
     # api has stopped; its lines reach the page only through the tail, which
     # must reach back past the worker lines written since.

@@ -1,5 +1,7 @@
 """Operation pages and admin: anonymous, no role, role, role elsewhere."""
 
+import re
+
 import pytest
 from django.urls import reverse
 
@@ -88,7 +90,13 @@ def test_detail_with_view_role(client, viewer, operation):
     assert response.status_code == 200
     content = response.content.decode()
     assert f'data-ws-path="/ws/operations/{operation.pk}/"' in content
-    assert "&quot;steps&quot;: 4" in content  # the plan
+    # The plan, as a table: one row per key.
+    plan = content[content.index('data-field="plan"') :]
+    assert re.search(
+        r'<tr data-key="steps"><th scope="row">Steps</th><td>'
+        r'<span class="data-number">4</span></td></tr>',
+        plan,
+    )
     assert "js/operation_log.js" in content
     assert not response.context["can_cancel"]
 

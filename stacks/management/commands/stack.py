@@ -5,9 +5,16 @@
         [--health-timeout SECONDS] [--user U] [--enqueue [--wait]] [--no-queue]
     manage.py stack status <stack> --env E [--user U]
     manage.py stack logs <stack> --env E [--service S] [--tail N] [--follow]
+    manage.py stack stats <stack> --env E [--service S] [--user U]
+    manage.py stack diff <stack> --env E [--user U]
+
+``stats`` prints one resource usage sample per container; ``diff`` what a
+start would change (as the stack's Diff page), exiting 1 when a start would
+change anything, like diff(1).
 
 The make targets ``start-<stack>``, ``stop-<stack>``, ``restart-<stack>``,
-``status-<stack>`` and ``logs-<stack>`` call this with ``ENVIRONMENT``.
+``status-<stack>``, ``logs-<stack>``, ``stats-<stack>`` and ``diff-<stack>``
+call this with ``ENVIRONMENT``.
 """
 
 from django.core.exceptions import PermissionDenied
@@ -17,8 +24,10 @@ from portal.choices import Verb
 from portal.management.base import OperationCommand
 from portal.permissions import require
 from stacks import engine
+from stacks.diff import stack_diff
 from stacks.models import Service, Stack
 from stacks.operations import stack_parameters
+from stacks.secrets import MissingSecret
 from stacks.status import environment_status
 
 KINDS = {"start": "stack.start", "stop": "stack.stop", "restart": "stack.restart"}
@@ -28,7 +37,9 @@ class Command(OperationCommand):
     help = "Start, stop or restart a stack, or show its status or logs."
 
     def add_arguments(self, parser):
-        parser.add_argument("action", choices=[*KINDS, "status", "logs"])
+        parser.add_argument(
+            "action", choices=[*KINDS, "status", "logs", "stats", "diff"]
+        )
         parser.add_argument("stack", help="Stack name: core, inference, ai, ...")
         parser.add_argument("--env", required=True, help="Environment name or alias.")
         parser.add_argument("--service", help="Only this service of the stack.")
@@ -98,6 +109,10 @@ class Command(OperationCommand):
             raise self.refused(exc, options)
         if action == "status":
             self.status(environment, stack)
+        elif action == "stats":
+            self.stats(environment, stack, service)
+        elif action == "diff":
+            self.diff(environment, stack)
         else:
             self.logs(environment, stack, service, options)
 
@@ -137,10 +152,94 @@ class Command(OperationCommand):
                     svc["status"] or "-",
                 )
             )
-        widths = [max(len(r[i]) for r in table) for i in range(len(table[0]) - 1)]
-        for r in table:
+        self.table(table)
+
+    def table(self, rows):
+        """Write ``rows`` (tuples of text) as aligned columns."""
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+        for r in rows:
             cells = [c.ljust(w) for c, w in zip(r, widths, strict=False)]
             self.stdout.write("  ".join([*cells, r[-1]]).rstrip())
+
+    def stats(self, environment, stack, service):
+        client = self.client(environment)
+        try:
+            with engine.engine_errors(engine.describe_host(environment)):
+                found = engine.list_containers(
+                    client,
+                    environment=environment.name,
+                    stack=stack.name,
+                    service=service.name if service else None,
+                )
+                samples = engine.sample_stats(
+                    client, [c["Id"] for c in found if c.get("State") == "running"]
+                )
+        except engine.EngineError as exc:
+            raise CommandError(str(exc))
+        if not found:
+            raise CommandError(
+                f"No containers of stack {stack.name} in {environment.name}"
+                + (f" for service {service.name}" if service else "")
+                + ": start it first."
+            )
+        mib = 1024 * 1024
+        rows = [("SERVICE", "STATE", "CPU %", "MEMORY", "NET RX/TX", "BLOCK R/W")]
+        for summary in sorted(
+            found, key=lambda c: engine.labels.service_of(c["Labels"])
+        ):
+            sample = samples.get(summary["Id"]) or {}
+            name = engine.labels.service_of(summary.get("Labels") or {})
+            if "error" in sample:
+                rows.append((name, summary["State"], "-", "-", "-", sample["error"]))
+            elif not sample:
+                rows.append((name, summary["State"], "-", "-", "-", "-"))
+            else:
+                rows.append(
+                    (
+                        name,
+                        summary["State"],
+                        f"{sample['cpu_percent']:.1f}",
+                        f"{sample['memory_bytes'] / mib:.1f} MiB "
+                        f"({sample['memory_percent']:.1f} %)",
+                        f"{sample['net_rx_bytes'] / mib:.2f}/"
+                        f"{sample['net_tx_bytes'] / mib:.2f} MiB",
+                        f"{sample['block_read_bytes'] / mib:.2f}/"
+                        f"{sample['block_write_bytes'] / mib:.2f} MiB",
+                    )
+                )
+        self.table(rows)
+
+    def diff(self, environment, stack):
+        try:
+            result = stack_diff(environment, stack, client=self.client(environment))
+        except (engine.EngineError, MissingSecret, ValueError) as exc:
+            raise CommandError(
+                f"Cannot compare stack {stack.name} in {environment.name}: {exc}"
+            )
+        if result["problem"]:
+            self.stderr.write(
+                f"The configuration cannot be resolved here: {result['problem']}"
+            )
+        rows = [("SERVICE", "A START WOULD", "WHY")]
+        rows += [(s["service"], s["verdict"], s["why"]) for s in result["services"]]
+        self.table(rows)
+        for entry in result["services"]:
+            if entry["diff"] and entry["verdict"] not in ("unchanged", "start"):
+                self.stdout.write("")
+                for line in entry["diff"]:
+                    self.stdout.write(line)
+        if result["others"]:
+            self.stdout.write(
+                f"\nContainers no configured service names (left alone): "
+                f"{', '.join(result['others'])}"
+            )
+        changing = [s for s in result["services"] if s["verdict"] != "unchanged"]
+        if changing:
+            raise CommandError(
+                f"{len(changing)} of {len(result['services'])} services of "
+                f"{stack.name} would change on a start.",
+                returncode=1,
+            )
 
     def logs(self, environment, stack, service, options):
         client = self.client(environment)
