@@ -41,6 +41,9 @@ POST_VERBS = {
     "stack_start": Verb.START,
     "stack_stop": Verb.STOP,
     "stack_restart": Verb.RESTART,
+    "service_start": Verb.START,
+    "service_stop": Verb.STOP,
+    "service_restart": Verb.RESTART,
     "wipe": Verb.WIPE,
     ("network_action", "conflicts"): Verb.CHECK,
     ("network_action", "validate"): Verb.CHECK,
@@ -53,7 +56,13 @@ POST_VERBS = {
 }
 # Pages outside any environment: they must not show what the user may not
 # see (the other environment's name).
-GLOBAL_PAGES = {"operation_list", "approval_list", "environment_list", "network_map"}
+GLOBAL_PAGES = {
+    "dashboard",
+    "operation_list",
+    "approval_list",
+    "environment_list",
+    "network_map",
+}
 SKIPPED = {"login", "logout", "metrics"}
 
 
@@ -114,6 +123,7 @@ def fill(route, env, operation):
     values = {
         "<str:name>": env.name,
         "<str:stack>": "core",
+        "<str:service>": "postgres",
         "<uuid:pk>": str(operation.pk),
         "<int:pk>": "999999",
     }
@@ -215,6 +225,8 @@ def test_exactly_the_role_on_its_environment(world, role, redis_conn):
                 viewing = user_can(user, Verb.VIEW, granted)
                 if name == "wipe":
                     viewing = user_can(user, Verb.WIPE, granted)
+                if name == "service_console":
+                    viewing = user_can(user, Verb.ADMIN, granted)
                 assert (response.status_code == 403) == (not viewing), (
                     f"{role} GET {path}: {response.status_code}"
                 )
@@ -291,6 +303,7 @@ def test_websockets_refuse_the_other_environment(world, role, redis_conn):
         f"/ws/logs/{elsewhere.name}/core/",
         f"/ws/logs/{elsewhere.name}/core/postgres/",
         f"/ws/gpu/{elsewhere.name}/",
+        f"/ws/console/{elsewhere.name}/core/postgres/",
     ):
         code = ws_refused(path, users[role])
         assert code in (4401, 4403, 4404), (role, path, code)

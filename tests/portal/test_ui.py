@@ -105,7 +105,13 @@ def test_navigation_shows_entries_by_user_and_marks_the_current_one(
     assert navigation.nav_items(request) == []
     request.user = _user(django_user_model, "olga")
     items = {i["name"]: i for i in navigation.nav_items(request)}
-    assert list(items) == ["dashboard", "environments", "operations"]
+    assert list(items) == [
+        "dashboard",
+        "environments",
+        "networks",
+        "operations",
+        "approvals",
+    ]
     assert items["environments"]["current"] and not items["dashboard"]["current"]
     request.user = _user(django_user_model, "sam", is_staff=True)
     assert "admin" in [i["name"] for i in navigation.nav_items(request)]
@@ -116,12 +122,19 @@ def test_navigation_takes_entries_of_other_apps(request_factory, django_user_mod
     """An app adds an entry in its ready(); one whose URL does not resolve is
     left out rather than breaking every page."""
     try:
-        navigation.register_nav("gpus", "GPUs", "portal:operation_list", order=25)
-        navigation.register_nav("broken", "Broken", "nowhere:nothing", order=26)
+        navigation.register_nav("gpus", "GPUs", "portal:operation_list", order=22)
+        navigation.register_nav("broken", "Broken", "nowhere:nothing", order=23)
         request = request_factory.get("/")
         request.user = _user(django_user_model, "olga")
         names = [i["name"] for i in navigation.nav_items(request)]
-        assert names == ["dashboard", "environments", "gpus", "operations"]
+        assert names == [
+            "dashboard",
+            "environments",
+            "gpus",
+            "networks",
+            "operations",
+            "approvals",
+        ]
     finally:
         navigation._items.pop("gpus")
         navigation._items.pop("broken")
