@@ -11,6 +11,7 @@ class PortalConfig(AppConfig):
         from .dashboard import operations_panel
         from .navigation import register_nav, staff
         from .panels import register_panel
+        from .waiting import approvals_panel
 
         register_nav("dashboard", "Dashboard", "portal:dashboard", order=10)
         register_nav("operations", "Operations", "portal:operation_list", order=30)
@@ -26,3 +27,4 @@ class PortalConfig(AppConfig):
         register_nav("approvals", "Approvals", "portal:approval_list", order=35)
         register_nav("admin", "Admin", "admin:index", order=90, visible=staff)
         register_panel("operations", operations_panel, page="dashboard", order=20)
+        register_panel("approvals", approvals_panel, page="dashboard", order=15)

@@ -131,6 +131,19 @@ def test_the_requester_cannot_approve_on_any_path(protected, docker_client):
         action="approval.requested", object_id=operation.pk
     ).exists()
 
+    # The dashboard lists it for bob, never for the requester.
+    dashboards = {}
+    for user in (alice, bob):
+        client = Client()
+        client.force_login(user)
+        dashboards[user.username] = client.get("/").content.decode()
+    assert 'data-panel="approvals"' not in dashboards["alice"]
+    assert 'data-panel="approvals"' in dashboards["bob"]
+    assert (
+        f'<tr data-operation="{operation.pk}"><td><a href="/operations/'
+        in (dashboards["bob"])
+    )
+
     # The function every path calls.
     with pytest.raises(PermissionDenied, match="needs the approval of another"):
         approve_operation(operation, user=alice)

@@ -112,19 +112,42 @@ def test_environment_page_shows_gpu_figures_beside_the_service(world):
     html = (
         client_for(users["viewer"]).get(f"/environments/{env.name}/").content.decode()
     )
-    assert '<td data-gpu-service="inference/vllm">41.1 GiB · GPU 0 100 %</td>' in html
-    assert '<td data-gpu-service="inference/litellm"></td>' in html
+    assert (
+        '<td data-label="GPU" data-gpu-service="inference/vllm">'
+        "41.1 GiB · GPU 0 100 %</td>"
+    ) in html
+    assert '<td data-label="GPU" data-gpu-service="inference/litellm"></td>' in html
     assert "GPUs: 1 × NVIDIA H200, 41.1 GiB of 140.4 GiB in use" in html
 
 
 def test_restart_preview_shows_the_gpu_memory_it_frees(world):
+    """The stop and restart confirmations read the stack's impact as JSON."""
     env, _, _, users = world
     save_and_publish(held_by_vllm(env))
-    html = client_for(users["operator"]).get(f"/environments/{env.name}/").content
-    assert (
-        b"Stopping affects: stops litellm, vllm. frees 41.1 GiB of GPU memory "
-        b"(vllm 41.1 GiB)." in html
+    response = client_for(users["operator"]).get(
+        f"/environments/{env.name}/stacks/inference/impact/",
+        HTTP_ACCEPT="application/json",
     )
+    assert response.status_code == 200
+    assert response.json()["text"] == (
+        "stops litellm, vllm. frees 41.1 GiB of GPU memory (vllm 41.1 GiB)."
+    )
+
+
+def test_dashboard_shows_the_gpu_summary_of_each_environment(world):
+    env, other, _, users = world
+    save_and_publish(held_by_vllm(env))
+    html = client_for(users["viewer"]).get("/").content.decode()
+    assert '<section class="card" data-panel="gpus">' in html
+    assert (
+        f'<li data-environment="{env.name}"><a href="/environments/{env.name}/gpus/">'
+        f"{env.name}</a>: GPUs: 1 × NVIDIA H200, 41.1 GiB of 140.4 GiB in use</li>"
+    ) in html
+    assert other.name not in html  # not the viewer's environment
+    env.gpu_enabled = False
+    env.save()
+    html = client_for(users["viewer"]).get("/").content.decode()
+    assert 'data-panel="gpus"' not in html
 
 
 def test_blast_radius_counts_the_stopping_services_memory(world):
