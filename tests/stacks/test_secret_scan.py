@@ -400,10 +400,12 @@ def test_admin_edit_putting_a_token_into_production_is_refused(client):
         environment__name="production", service__name="postgres"
     )
     token = TOKENS["a GitHub token"]
-    values = {**override.values, "command": ["postgres", "-c", f"x={token}"]}
-    response = post_change(client, "serviceoverride", override, values=values)
+    # The command has its own field in the override's form.
+    response = post_change(
+        client, "serviceoverride", override, command=["postgres", "-c", f"x={token}"]
+    )
     assert response.status_code == 200
-    assert form_errors(response)["values"] == [
+    assert form_errors(response)["command"] == [
         "environments.production.overrides.postgres.command[2]: what looks like a "
         "GitHub token, which reaches protected environment production"
     ]
@@ -414,9 +416,12 @@ def test_admin_edit_putting_a_token_into_production_is_refused(client):
     staging = ServiceOverride.objects.get(
         environment__name="staging", service__name="vllm"
     )
-    values = {**staging.values, "environment": {"HF_TOKEN": token}}
-    response = post_change(client, "serviceoverride", staging, values=values)
-    assert response.status_code == 302
+    response = post_change(
+        client, "serviceoverride", staging, environment_variables=f"HF_TOKEN={token}"
+    )
+    assert response.status_code == 302, form_errors(response)
+    staging.refresh_from_db()
+    assert staging.values["environment"]["HF_TOKEN"] == token
     assert [f.path for f in scan([], database=True).reported] == [
         "environments.staging.overrides.vllm.environment.HF_TOKEN",
         "environments.staging.overrides.vllm.environment.HF_TOKEN",
