@@ -12,6 +12,7 @@ from portal.operations import OperationFailed, PlanError, register
 from stacks import engine
 
 from .config_backup import BackupConfigJob
+from .drills import DrillBackupJob
 from .models import BackupStrategy
 
 # The repository runners: imported so the operations engine, which imports
@@ -26,6 +27,7 @@ from .verify import VerifyBackupsJob
 __all__ = [
     "BackupConfigJob",
     "BackupServiceJob",
+    "DrillBackupJob",
     "PruneBackupsJob",
     "VerifyBackupsJob",
     "fail_abandoned_records",
