@@ -256,10 +256,11 @@ class DrillBackupJob(OperationRunner):
         clock = time.monotonic()
         spec = None
         with ExitStack() as stack:
-            loader = loader_for(source, target)
             if record.service is not None:
                 spec = service_spec(environment, record.service)
                 target.spec = spec
+            loader = loader_for(source, target)
+            if spec is not None:
                 engine.ensure_image(
                     self.client, spec.image, service=spec.name, log=self.log
                 )

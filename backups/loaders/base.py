@@ -99,6 +99,15 @@ class Target:
             volumes=dict(self.volumes) if self.volumes else None,
         )
 
+    def volume_keys(self):
+        """Return the keys of the named volumes the service mounts (its spec
+        when known, else the volumes given)."""
+        if self.spec is not None:
+            return sorted(
+                {m.key for m in self.spec.mounts if m.type == "volume" and m.key}
+            )
+        return sorted(self.volumes)
+
     def volume_at(self, path):
         """Return the Docker volume mounted at ``path`` in the container."""
         path = path.rstrip("/") or "/"

@@ -46,13 +46,14 @@ class VolumesLoader(Loader):
         return sorted(keys)
 
     def check(self):
-        missing = [key for key in self.keys() if key not in self.target.volumes]
+        mounted = self.target.volume_keys()
+        missing = [key for key in self.keys() if key not in mounted]
         if missing:
             raise RestoreRefused(
                 f"{self.source} holds volume(s) {', '.join(missing)}, which "
                 f"{self.target.name} does not mount in "
                 f"{self.target.environment.name} (it mounts: "
-                f"{', '.join(sorted(self.target.volumes)) or 'none'})."
+                f"{', '.join(mounted) or 'none'})."
             )
 
     def volumes(self):

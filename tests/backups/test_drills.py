@@ -11,8 +11,14 @@ from backups.operations import backup_service, drill_backup
 from portal.operations import PlanError, run_inline
 from stacks import engine
 from stacks.models import Service
+
+# Fixtures of the strategies' own tests (a seeded MinIO stand-in, vLLM
+# with a models volume, a copy of configs/).
+from tests.backups.test_config_backup import config_dir  # noqa: F401
+from tests.backups.test_minio import httpstub_image, minio  # noqa: F401
 from tests.backups.test_postgres import SEED, psql
 from tests.backups.test_runs import only_local
+from tests.backups.test_volumes import vllm  # noqa: F401
 
 pytestmark = [
     pytest.mark.docker,
@@ -117,3 +123,126 @@ def test_drill_of_a_record_of_another_environment_is_refused(
     other = Environment.objects.get(name="demo")
     with pytest.raises(PlanError, match=f"is of environment {env.name}, not demo"):
         drill_backup(other, record, user=operator, enqueue=False)
+
+
+def passes(env, record, operator, docker_client):
+    operation, proof = drill(env, record, operator)
+    assert operation.status == "succeeded", operation.error
+    assert proof.status == ProofStatus.PASSED, proof.error
+    assert proof.proof["compared"] and all(c["ok"] for c in proof.proof["compared"])
+    assert leftovers(docker_client, env) == []
+    return {c["what"]: c["found"] for c in proof.proof["compared"]}
+
+
+def test_redis_rdb_drill_counts_the_keys_of_every_database(
+    running, operator, docker_client
+):
+    from stacks.config import published_ports
+    from tests.backups.test_redis import fill
+
+    env = running("redis")
+    only_local(env)
+    service = Service.objects.get(name="redis")
+    port = next(p.published for p in published_ports(service, env) if p.target == 6379)
+    fill(port)
+    found = passes(
+        env, back_up(env, operator, "redis", strategy="rdb"), operator, docker_client
+    )
+    assert found["keys in db0"] == 3004 and found["keys in db2"] == 37
+
+
+def test_qdrant_drill_counts_the_points_of_every_collection(
+    running, operator, docker_client
+):
+    import requests
+
+    from stacks.config import published_ports
+    from tests.backups.test_qdrant import seed
+
+    env = running("qdrant")
+    only_local(env)
+    service = Service.objects.get(name="qdrant")
+    port = next(p.published for p in published_ports(service, env) if p.target == 6333)
+    with requests.Session() as http:
+        http.trust_env = False
+        seed(http, f"http://127.0.0.1:{port}")
+    found = passes(env, back_up(env, operator, "qdrant"), operator, docker_client)
+    assert found["points of docs"] == 120 and found["points of images"] == 35
+
+
+def test_minio_drill_counts_objects_bytes_and_hashes_the_sample(
+    minio,  # noqa: F811
+    operator,
+    docker_client,
+):
+    from tests.backups.test_minio import s3_client, seed
+
+    env, endpoint = minio
+    only_local(env)
+    seed(s3_client(endpoint))
+    found = passes(env, back_up(env, operator, "minio"), operator, docker_client)
+    assert found["objects in logs"] == 1203 and found["objects in empty"] == 0
+    assert any(what.startswith("sha256 of media/") for what in found)
+
+
+def test_volume_drill_counts_files_bytes_and_hashes_the_sample(
+    vllm,  # noqa: F811
+    operator,
+    docker_client,
+):
+    env, _volume = vllm
+    only_local(env)
+    found = passes(env, back_up(env, operator, "vllm"), operator, docker_client)
+    assert found["files in vllm_cache"] == 26
+    assert any(what.startswith("sha256 of vllm_cache/") for what in found)
+
+
+def test_configuration_drill_hashes_every_file(
+    backup_environment,
+    config_dir,  # noqa: F811
+    operator,
+    docker_client,
+):
+    from backups.operations import backup_config
+
+    env = backup_environment
+    only_local(env)
+    operation = run_inline(backup_config(env, user=operator, enqueue=False))
+    assert operation.status == "succeeded", operation.error
+    record = BackupRecord.objects.get(operation=operation, tier__name="local")
+    found = passes(env, record, operator, docker_client)
+    assert "sha256 of configs/stacks.yaml" in found
+
+
+def test_objects_left_by_a_killed_drill_are_removed_by_the_next(
+    postgres_record, operator, docker_client
+):
+    """A drill that died (its operation ended while its copy still existed)
+    left a labelled volume and network; the next drill finds and removes
+    them, and leaves alone those of a drill still running."""
+    from portal.choices import OperationStatus
+    from portal.models import Operation
+
+    env, record, _container = postgres_record
+    dead, _proof = drill(env, record, operator)
+    alive, _proof = drill(env, record, operator)
+    Operation.objects.filter(pk=alive.pk).update(status=OperationStatus.RUNNING)
+    made = []
+    for owner in (dead.pk, alive.pk):
+        with engine.scratch_volume(
+            docker_client, environment=env, purpose="backup.drill", owner=owner
+        ) as volume:
+            made.append(volume)
+    # The context removed them; make them again as a crash would leave them.
+    for owner, name in zip((dead.pk, alive.pk), made, strict=True):
+        docker_client.api.create_volume(
+            name=name,
+            labels=engine.labels.helper_labels(env.name, "backup.drill", owner),
+        )
+    operation, _proof = drill(env, record, operator)
+    assert operation.status == "succeeded", operation.error
+    lines = "\n".join(line.text for line in operation.lines.order_by("seq"))
+    assert f"Removed volume {made[0]}, left by a drill or restore that ended" in lines
+    remaining = {o.name for o in leftovers(docker_client, env)}
+    assert remaining == {made[1]}
+    docker_client.api.remove_volume(made[1])
