@@ -18,6 +18,7 @@ from .models import BackupStrategy
 # The repository runners: imported so the operations engine, which imports
 # each app's jobs module, registers them.
 from .prune import PruneBackupsJob
+from .restores import RestoreBackupJob
 from .runs import BackupRun, fail_abandoned_records, policy_parts, snapshot_tags
 from .schema import STRATEGIES
 from .strategies import BackupContext, strategy_for
@@ -29,6 +30,7 @@ __all__ = [
     "BackupServiceJob",
     "DrillBackupJob",
     "PruneBackupsJob",
+    "RestoreBackupJob",
     "VerifyBackupsJob",
     "fail_abandoned_records",
     "policy_parts",
