@@ -20,6 +20,7 @@ class BackupsConfig(AppConfig):
         from .schedules import (
             scheduled_alerts,
             scheduled_backups,
+            scheduled_drills,
             scheduled_verifications,
         )
 
@@ -37,3 +38,4 @@ class BackupsConfig(AppConfig):
         register_schedule("backups", scheduled_backups)
         register_schedule("backup-verifications", scheduled_verifications)
         register_schedule("backup-alerts", scheduled_alerts)
+        register_schedule("backup-drills", scheduled_drills)

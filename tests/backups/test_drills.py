@@ -246,3 +246,28 @@ def test_objects_left_by_a_killed_drill_are_removed_by_the_next(
     remaining = {o.name for o in leftovers(docker_client, env)}
     assert remaining == {made[1]}
     docker_client.api.remove_volume(made[1])
+
+
+def test_drill_command_drills_the_newest_backup_and_fails_on_a_difference(
+    postgres_record, operator
+):
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    env, record, _container = postgres_record
+    out = StringIO()
+    args = ("backup", "drill", "--env", env.name, "--user", operator.username)
+    call_command(*args, "--service", "postgres", stdout=out)
+    text = out.getvalue()
+    assert f"== drill of postgres record #{record.pk} (full, local, latest)" in text
+    assert f"Record #{record.pk} proven restorable" in text
+    record.manifest = {**record.manifest, "tables": {"public.items": 7}}
+    record.save(update_fields=["manifest"])
+    with pytest.raises(CommandError) as failed:
+        call_command(*args, "--record", str(record.pk), stdout=StringIO())
+    assert "rows of public.items: 7 expected (the manifest), 2500 found" in str(
+        failed.value
+    )
+    with pytest.raises(CommandError, match="no restorable backup"):
+        call_command(*args, "--service", "redis", stdout=StringIO())

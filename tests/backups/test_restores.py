@@ -138,3 +138,32 @@ def test_bad_input_is_refused_before_anything_is_touched(
         restore(env, operator, record=record.pk, confirm=f"{env.name}/redis")
     assert not Operation.objects.filter(kind="backup.restore").exists()
     assert counts(docker_client, container) == "100,0"
+
+
+def test_restore_command_plans_refuses_and_restores(backed_up, operator, docker_client):
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    env, record, container = backed_up
+    args = ("backup", "restore", "--env", env.name, "--user", operator.username)
+    args += ("--service", "postgres")
+    out = StringIO()
+    call_command(*args, "--record", str(record.pk), "--dry-run", stdout=out)
+    assert "Dry run: nothing was changed." in out.getvalue()
+    assert counts(docker_client, container) == "100,0"
+    with pytest.raises(CommandError, match="No backup record holds snapshot 0bad"):
+        call_command(*args, "--snapshot", "0bad", "--confirm", "x", stdout=StringIO())
+    with pytest.raises(CommandError, match=f"confirm with --confirm {env.name}/"):
+        call_command(*args, "--record", str(record.pk), stdout=StringIO())
+    out = StringIO()
+    call_command(
+        *args,
+        "--snapshot",
+        record.snapshot_id[:10],
+        "--confirm",
+        f"{env.name}/postgres",
+        stdout=out,
+    )
+    assert "succeeded" in out.getvalue()
+    assert counts(docker_client, container) == "2500,40"
