@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from portal.choices import OperationStatus
 from portal.models import Operation
-from portal.operations import pid_alive, request_operation
+from portal.operations import get_runner, pid_alive, request_operation
 from stacks.models import Service
 
 from .choices import RecordStatus, TierKind
@@ -39,6 +39,7 @@ __all__ = [
     "prune_backups",
     "request_backup",
     "restore_backup",
+    "restore_plan",
     "running_backup",
     "verify_backups",
 ]
@@ -368,4 +369,15 @@ def restore_backup(
         wait=wait,
         enqueue=enqueue,
         confirm=confirm,
+    )
+
+
+def restore_plan(environment, service, *, record):
+    """Return the plan a restore of ``record`` onto ``service`` would run
+    (PlanError saying why there is none); nothing is requested."""
+    return get_runner("backup.restore").plan(
+        environment=environment,
+        stack=service.stack if service is not None else None,
+        service=service,
+        parameters={"record": getattr(record, "pk", record)},
     )

@@ -167,3 +167,31 @@ def test_restore_command_plans_refuses_and_restores(backed_up, operator, docker_
     )
     assert "succeeded" in out.getvalue()
     assert counts(docker_client, container) == "2500,40"
+
+
+def test_restore_button_plans_confirms_and_restores_through_a_worker(
+    backed_up, operator, docker_client, client, run_jobs
+):
+    from django.urls import reverse
+
+    env, record, container = backed_up
+    client.force_login(operator)
+    page = client.get(record.get_absolute_url()).content.decode()
+    url = reverse("backups:record_restore", args=[record.pk])
+    assert f'href="{url}"' in page
+    plan_page = client.get(url).content.decode()
+    name = container_of(docker_client, env).name
+    assert f"<code>{name}</code> ({container[:12]})" in plan_page
+    assert f"Type <code>{env.name}/postgres</code> to confirm" in plan_page
+    # A mistyped confirmation: refused, nothing requested.
+    response = client.post(url, {"confirm": f"{env.name}/redis"}, follow=True)
+    assert f"{env.name}/postgres" in response.content.decode()
+    assert not Operation.objects.filter(kind="backup.restore").exists()
+    response = client.post(url, {"confirm": f"{env.name}/postgres"})
+    operation = Operation.objects.get(kind="backup.restore")
+    assert response.url == operation.get_absolute_url()
+    assert operation.requested_by == operator and operation.status == "queued"
+    run_jobs("long")
+    operation.refresh_from_db()
+    assert operation.status == OperationStatus.SUCCEEDED, operation.error
+    assert counts(docker_client, container) == "2500,40"
