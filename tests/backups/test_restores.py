@@ -10,6 +10,7 @@ from portal.models import Operation
 from portal.operations import ConfirmationMismatch, PlanError, run_inline
 from stacks import engine
 from stacks.models import Environment, Service
+from tests.backups.records import make_user  # noqa: F401
 from tests.backups.test_postgres import SEED, psql
 from tests.backups.test_runs import only_local
 
@@ -194,4 +195,54 @@ def test_restore_button_plans_confirms_and_restores_through_a_worker(
     run_jobs("long")
     operation.refresh_from_db()
     assert operation.status == OperationStatus.SUCCEEDED, operation.error
+    assert counts(docker_client, container) == "2500,40"
+
+
+def test_protected_restore_needs_another_approver_and_a_fresh_verified_backup(
+    backed_up,
+    operator,
+    docker_client,
+    make_user,  # noqa: F811
+    run_jobs,
+):
+    from django.core.exceptions import PermissionDenied
+
+    from backups.operations import verify_backups
+    from portal.operations import approve_operation
+
+    env, record, container = backed_up
+    env.protected = True
+    env.save(update_fields=["protected"])
+    approver = make_user("approver", "approver", env)
+
+    def request_and_approve():
+        operation = restore(env, operator, record=record.pk)
+        assert operation.status == OperationStatus.AWAITING_APPROVAL
+        with pytest.raises(PermissionDenied, match="four eyes"):
+            approve_operation(operation, user=operator)
+        approve_operation(operation, user=approver)
+        run_jobs("long")
+        operation.refresh_from_db()
+        return operation
+
+    # The only backup is not verified: the restore refuses to start.
+    refused = request_and_approve()
+    assert refused.status == OperationStatus.FAILED
+    assert "needs a fresh verified backup" in refused.error
+    assert "no verified full backup in local" in refused.error
+    assert counts(docker_client, container) == "100,0"
+    # A backup of the state about to be overwritten, verified: it runs.
+    latest = run_inline(
+        backup_service(
+            env, Service.objects.get(name="postgres"), user=operator, enqueue=False
+        )
+    )
+    assert latest.status == "succeeded", latest.error
+    checked = run_inline(verify_backups(env, user=operator, enqueue=False))
+    assert checked.status == "succeeded", checked.error
+    done = request_and_approve()
+    assert done.status == OperationStatus.SUCCEEDED, done.error
+    assert done.approved_by == approver
+    fresh = BackupRecord.objects.get(operation=latest, tier__name="local")
+    assert [b["record"] for b in done.result["backups"]] == [fresh.pk]
     assert counts(docker_client, container) == "2500,40"
