@@ -112,3 +112,26 @@ def test_restore_page_of_a_service_that_does_not_run_says_so(client, world):
         f"Service {record.service_name} has no running container in {env.name}" in text
     )
     assert 'data-field="restore-form"' not in text
+
+
+def test_admin_action_drills_the_selected_records_with_the_check_verb(
+    client, world, make_user, redis_conn
+):
+    from django.contrib.auth.models import Permission
+
+    env, record, _users = world
+    url = reverse("admin:backups_backuprecord_changelist")
+    data = {"action": "drill_selected", "_selected_action": [str(record.pk)]}
+    staff = make_user("stu", "viewer", env, is_staff=True)
+    staff.user_permissions.add(Permission.objects.get(codename="view_backuprecord"))
+    client.force_login(staff)
+    text = client.post(url, data, follow=True).content.decode()
+    assert f"#{record.pk}: " in text and "may not" in text
+    assert not Operation.objects.exists()
+    client.force_login(make_user("root", is_staff=True, is_superuser=True))
+    text = client.post(url, data, follow=True).content.decode()
+    operation = Operation.objects.get()
+    assert f"Drills queued: #{record.pk} (operation {str(operation.pk)[:8]})" in text
+    assert operation.kind == "backup.drill" and operation.parameters == {
+        "record": record.pk
+    }
