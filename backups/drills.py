@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 from django.utils import timezone
 
-from portal.choices import Verb
+from portal.choices import OperationStatus, Verb
 from portal.operations import OperationFailed, OperationRunner, PlanError, register
 from stacks import engine
 from stacks.operations import get_config as stack_config
@@ -59,7 +59,13 @@ from .restoring import (
 from .schema import DRILL_PICKS
 from .tiers import BackupError
 
-__all__ = ["DRILL_PURPOSE", "DrillBackupJob", "DrillSettings", "drill_settings"]
+__all__ = [
+    "DRILL_PURPOSE",
+    "DrillBackupJob",
+    "DrillSettings",
+    "drill_settings",
+    "fail_abandoned_drills",
+]
 
 #: The helper purpose of every object a drill creates.
 DRILL_PURPOSE = "backup.drill"
@@ -184,6 +190,12 @@ class DrillBackupJob(OperationRunner):
                 )
         except engine.EngineError as exc:
             raise OperationFailed(str(exc)) from exc
+        abandoned = fail_abandoned_drills(environment)
+        if abandoned:
+            self.log.warning(
+                f"{abandoned} drill(s) of {environment.name} whose operation ended "
+                "without finishing them marked as could not run"
+            )
         drill = RestoreDrill.objects.create(record=record, operation=operation)
         started = time.monotonic()
         try:
@@ -401,6 +413,21 @@ class DrillBackupJob(OperationRunner):
             f"{spec.image}: created with the restored volumes at "
             + ", ".join(m.target for m in mounts)
         )
+
+
+ABANDONED = "Abandoned: the drill's operation ended without finishing it."
+
+
+def fail_abandoned_drills(environment):
+    """Mark the drills of ``environment`` left running by an operation that
+    has ended (a killed worker) as could not run; return how many."""
+    return (
+        RestoreDrill.objects.filter(
+            status=ProofStatus.RUNNING, record__environment=environment
+        )
+        .exclude(operation__status__in=OperationStatus.ACTIVE)
+        .update(status=ProofStatus.ERROR, error=ABANDONED, finished=timezone.now())
+    )
 
 
 def _versions(manifest, found):

@@ -239,10 +239,17 @@ def test_objects_left_by_a_killed_drill_are_removed_by_the_next(
             name=name,
             labels=engine.labels.helper_labels(env.name, "backup.drill", owner),
         )
+    # The killed drill's proof row was left running.
+    RestoreDrill.objects.filter(operation=dead).update(status=ProofStatus.RUNNING)
     operation, _proof = drill(env, record, operator)
     assert operation.status == "succeeded", operation.error
     lines = "\n".join(line.text for line in operation.lines.order_by("seq"))
     assert f"Removed volume {made[0]}, left by a drill or restore that ended" in lines
+    left = RestoreDrill.objects.get(operation=dead)
+    assert (left.status, left.error) == (
+        ProofStatus.ERROR,
+        "Abandoned: the drill's operation ended without finishing it.",
+    )
     remaining = {o.name for o in leftovers(docker_client, env)}
     assert remaining == {made[1]}
     docker_client.api.remove_volume(made[1])
