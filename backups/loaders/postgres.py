@@ -4,7 +4,9 @@ container.
 ``pg_restore --clean --if-exists --single-transaction --no-owner
 --no-privileges`` into the container's database (its ``POSTGRES_DB``): the
 objects the dump holds are dropped and created again, in one transaction,
-so a restore that fails half-way leaves the database as it was. Objects
+so a restore that fails half-way leaves the database as it was. A drill's
+copy starts empty, so it gets a plain ``pg_restore --exit-on-error`` (what
+an operator would run by hand; ``bench/bench_drill.py`` compares the two). Objects
 the dump does not hold (a table created after the backup) stay. A ``full``
 dump is compared table by table (exact row counts); a ``schema`` dump by
 the tables it creates. A ``data`` dump is half a database and is not
@@ -26,11 +28,16 @@ RESTORE_OPTIONS = [
     "--no-owner",
     "--no-privileges",
 ]
+# A drill's copy starts empty: nothing to drop, no reader to keep a
+# consistent view for; the first error still stops it.
+DRILL_OPTIONS = ["--exit-on-error", "--no-owner", "--no-privileges"]
 
 
-def restore_command(user, database):
-    """Return the ``pg_restore`` argument list a restore runs."""
-    return ["pg_restore", "-U", user, "-d", database, *RESTORE_OPTIONS]
+def restore_command(user, database, *, scratch=False):
+    """Return the ``pg_restore`` argument list a restore (``scratch``: a
+    drill into a fresh copy) runs."""
+    options = DRILL_OPTIONS if scratch else RESTORE_OPTIONS
+    return ["pg_restore", "-U", user, "-d", database, *options]
 
 
 class PostgresLoader(Loader):
@@ -67,7 +74,7 @@ class PostgresLoader(Loader):
     def load(self):
         target = self.target
         impl = self.strategy()
-        command = restore_command(impl.user, impl.database)
+        command = restore_command(impl.user, impl.database, scratch=target.scratch)
         self.log.info(
             f"{target.name}: {' '.join(command)} < {self.source.file} of {self.source}"
         )
