@@ -187,22 +187,23 @@ def record_detail(request, pk):
     )
 
 
-def _record(pk):
+def _record(environment, pk):
     return get_object_or_404(
         BackupRecord.objects.select_related(
             "environment", "tier", "service__stack", "copied_from"
         ),
+        environment=environment,
         pk=pk,
     )
 
 
 @login_required
 @require_POST
-def record_drill(request, pk):
+def record_drill(request, name, pk):
     """Queue a restore drill of one record; on to its operation."""
-    record = _record(pk)
-    environment = record.environment
+    environment = get_object_or_404(Environment, name=name)
     require(request.user, Verb.CHECK, environment)
+    record = _record(environment, pk)
     try:
         operation = operations.drill_backup(environment, record, user=request.user)
     except (OperationConflict, ValueError) as exc:
@@ -217,11 +218,12 @@ def record_drill(request, pk):
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def record_restore(request, pk):
+def record_restore(request, name, pk):
     """Show the plan of a restore of one record onto its live service (GET);
     request it with the typed confirmation, or as a dry run (POST)."""
-    record = _record(pk)
-    environment, service = record.environment, record.service
+    environment = get_object_or_404(Environment, name=name)
+    record = _record(environment, pk)
+    service = record.service
     require(request.user, Verb.RESTORE, environment)
     expected = f"{environment.name}/{record.service_name}"
     if request.method == "POST":
@@ -242,7 +244,9 @@ def record_restore(request, pk):
             )
         except (OperationConflict, ValueError) as exc:
             messages.error(request, str(exc))
-            return redirect(reverse("backups:record_restore", args=[record.pk]))
+            return redirect(
+                reverse("backups:record_restore", args=[environment.name, record.pk])
+            )
         if operation.status == OperationStatus.AWAITING_APPROVAL:
             messages.info(
                 request,

@@ -64,17 +64,33 @@ def test_drill_and_restore_need_their_verb_on_the_records_environment(
     _env, record, users = world
     if who:
         client.force_login(users[who])
-    response = client.post(reverse(f"backups:{view}", args=[record.pk]))
+    response = client.post(
+        reverse(f"backups:{view}", args=[record.environment.name, record.pk])
+    )
     assert response.status_code == expected
     if expected == 302:
         assert response.url.startswith(reverse("login"))
     assert not Operation.objects.exists()
 
 
+@pytest.mark.parametrize("view", ["record_drill", "record_restore"])
+def test_a_record_named_under_another_environment_is_not_found(
+    client, world, make_backup_environment, make_user, view
+):
+    """An operator of the other environment cannot reach this record through
+    the URL of theirs."""
+    _env, record, users = world
+    other = make_backup_environment("drillpages-third")
+    client.force_login(make_user("third", "operator", other))
+    response = client.post(reverse(f"backups:{view}", args=[other.name, record.pk]))
+    assert response.status_code == 404
+    assert not Operation.objects.exists()
+
+
 def test_operator_queues_a_drill_of_the_record(client, world, redis_conn):
     env, record, users = world
     client.force_login(users["operator"])
-    response = client.post(reverse("backups:record_drill", args=[record.pk]))
+    response = client.post(reverse("backups:record_drill", args=[env.name, record.pk]))
     operation = Operation.objects.get()
     assert response.url == operation.get_absolute_url()
     assert operation.kind == "backup.drill" and operation.queue_name == "long"
@@ -106,7 +122,7 @@ def test_restore_page_of_a_service_that_does_not_run_says_so(client, world):
     env, record, users = world
     client.force_login(users["operator"])
     text = client.get(
-        reverse("backups:record_restore", args=[record.pk])
+        reverse("backups:record_restore", args=[env.name, record.pk])
     ).content.decode()
     assert (
         f"Service {record.service_name} has no running container in {env.name}" in text
@@ -135,3 +151,24 @@ def test_admin_action_drills_the_selected_records_with_the_check_verb(
     assert operation.kind == "backup.drill" and operation.parameters == {
         "record": record.pk
     }
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["drill", "--service", "postgres"],
+        ["drill", "--scheduled"],
+        ["restore", "--service", "postgres", "--record", "1", "--dry-run"],
+    ],
+)
+def test_drill_and_restore_commands_ask_for_the_role_first(world, command):
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    env, _record, users = world
+    with pytest.raises(CommandError, match="may not"):
+        call_command(
+            "backup", *command, "--env", env.name, "--user", "viewer", stdout=StringIO()
+        )
+    assert not Operation.objects.exists()

@@ -178,7 +178,7 @@ def test_restore_button_plans_confirms_and_restores_through_a_worker(
     env, record, container = backed_up
     client.force_login(operator)
     page = client.get(record.get_absolute_url()).content.decode()
-    url = reverse("backups:record_restore", args=[record.pk])
+    url = reverse("backups:record_restore", args=[env.name, record.pk])
     assert f'href="{url}"' in page
     plan_page = client.get(url).content.decode()
     name = container_of(docker_client, env).name

@@ -455,6 +455,7 @@ class Command(OperationCommand):
     # -- drill, restore --------------------------------------------------------
 
     def do_drill(self, environment, options):
+        self.require(Verb.CHECK, environment, options)
         settings = drill_settings()
         pick = options["pick"] or settings.pick
         if options["scheduled"]:
@@ -524,6 +525,7 @@ class Command(OperationCommand):
             )
 
     def do_restore(self, environment, options):
+        self.require(Verb.RESTORE, environment, options)
         try:
             service = Service.objects.get(name=options["service"])
         except Service.DoesNotExist:
