@@ -47,7 +47,13 @@ from .drills import describe_differences
 from .loaders import RestoreRefused, Target, loader_for
 from .models import BackupRecord, BackupStrategy
 from .restic import ResticError
-from .restoring import RESTORE_KIND, open_source, record_problem, service_spec
+from .restoring import (
+    RESTORE_KIND,
+    open_source,
+    record_problem,
+    remove_leftovers,
+    service_spec,
+)
 from .tiers import BackupError
 
 __all__ = ["RestoreBackupJob", "restore_record"]
@@ -244,6 +250,12 @@ class RestoreBackupJob(OperationRunner):
         started = time.monotonic()
         try:
             with engine.engine_errors(engine.describe_host(environment)):
+                remove_leftovers(
+                    engine.client_for(environment),
+                    environment,
+                    self.log,
+                    current=operation.pk,
+                )
                 target, _state = live_target(
                     environment,
                     service,
