@@ -5,7 +5,7 @@
 
 One backup of a seeded stand-in PostgreSQL is written into a fresh restic
 repository (a folder) through the portal, then each round times, from the
-first Docker call to the last byte restored:
+first Docker call to the throw-away container removed:
 
 - baseline: ``docker run`` of a fresh container of the same image, wait
   for its healthcheck, then ``restic dump <snapshot> /multimodal.full.dump
