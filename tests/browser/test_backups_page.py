@@ -95,7 +95,7 @@ def test_backup_from_the_page_shows_progress_then_the_result(
             re.compile(r"^[0-9a-f]{8}$")
         )
     expect(page.locator('[data-section="running"]')).to_contain_text(
-        "No backup is running."
+        "No backup, verification or drill is running."
     )
     screenshot(page, "backups_done")
 
