@@ -108,9 +108,9 @@ backup-drill:
 
 # make backup-restore SERVICE=postgres (RECORD=<id> | SNAPSHOT=<id>)
 #   [ENVIRONMENT=demo] [DRY_RUN=1] [CONFIRM=<env>/<service>]: restore a backup
-# onto the live service (asks for the typed confirmation when CONFIRM is unset;
-# waits for another Approver in a protected environment). DRY_RUN=1 shows the
-# plan and changes nothing.
+# onto the live service. Without CONFIRM it prints the exact plan and what to
+# type, and changes nothing; DRY_RUN=1 runs it as a dry run. In a protected
+# environment it waits for another Approver.
 backup-restore:
 	@[ -n "$(SERVICE)" ] && [ -n "$(RECORD)$(SNAPSHOT)" ] || { echo "usage: make backup-restore SERVICE=<service> (RECORD=<id> | SNAPSHOT=<id>) [ENVIRONMENT=<env>] [DRY_RUN=1] [CONFIRM=<env>/<service>]" >&2; exit 2; }
 	$(BACKUP_CMD) restore --service $(SERVICE) $(if $(RECORD),--record $(RECORD)) $(if $(SNAPSHOT),--snapshot $(SNAPSHOT)) $(if $(DRY_RUN),--dry-run) $(if $(CONFIRM),--confirm $(CONFIRM)) $(BACKUP_OPTS)

@@ -155,8 +155,18 @@ def test_restore_command_plans_refuses_and_restores(backed_up, operator, docker_
     assert counts(docker_client, container) == "100,0"
     with pytest.raises(CommandError, match="No backup record holds snapshot 0bad"):
         call_command(*args, "--snapshot", "0bad", "--confirm", "x", stdout=StringIO())
-    with pytest.raises(CommandError, match=f"confirm with --confirm {env.name}/"):
-        call_command(*args, "--record", str(record.pk), stdout=StringIO())
+    out = StringIO()
+    call_command(*args, "--record", str(record.pk), stdout=out)
+    assert f"container {container_of(docker_client, env).name}" in out.getvalue()
+    assert (
+        out.getvalue()
+        .rstrip()
+        .endswith(
+            f"Nothing was changed. To run it: --confirm {env.name}/postgres "
+            f"(CONFIRM={env.name}/postgres for make)."
+        )
+    )
+    assert counts(docker_client, container) == "100,0"
     out = StringIO()
     call_command(
         *args,

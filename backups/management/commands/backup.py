@@ -17,6 +17,9 @@
         [--tier T]) [--dry-run | --confirm E/S] [--user U] [--enqueue [--wait]]
         [--no-queue]
 
+Without ``--confirm`` (or with ``--dry-run``) a restore's plan is shown
+and nothing changes.
+
 The make targets ``backup-status``, ``backup-full``, ``backup-service``,
 ``backup-list``, ``backup-schedule``, ``backup-verify``, ``backup-drill``
 and ``backup-restore`` call this with ``ENVIRONMENT``. ``status`` exits
@@ -27,8 +30,6 @@ a repository could not be checked or holds damage; ``drill`` when a drill
 failed or could not run; ``restore`` unless the restore (or its dry run)
 succeeded.
 """
-
-import sys
 
 from django.core.exceptions import PermissionDenied
 from django.core.management.base import CommandError
@@ -52,6 +53,7 @@ from backups.strategies.config import CONFIG_SERVICE
 from backups.verify import integrity_settings
 from portal.choices import Verb
 from portal.management.base import OperationCommand
+from portal.operations import INFO_KEY, get_runner
 from portal.permissions import require
 from portal.schedules import cron_line, next_runs, scheduled_commands
 from stacks.models import Service
@@ -165,8 +167,8 @@ class Command(OperationCommand):
         )
         restore.add_argument(
             "--confirm",
-            help="<environment>/<service>, typed; asked for when omitted on a "
-            "terminal.",
+            help="<environment>/<service>, typed; without it the plan is shown "
+            "and nothing changes.",
         )
         self.add_run_arguments(restore)
         for sub in (
@@ -539,23 +541,39 @@ class Command(OperationCommand):
             parameters["snapshot"] = options["snapshot"]
         if options["tier"]:
             parameters["tier"] = options["tier"]
-        confirm = options["confirm"]
-        expected = f"{environment.name}/{service.name}"
-        if not options["dry_run"] and confirm is None:
-            if not sys.stdin.isatty():
-                raise CommandError(
-                    f"A restore overwrites {service.name}'s data: confirm with "
-                    f"--confirm {expected} (CONFIRM={expected} for make), or "
-                    "plan it first with --dry-run."
-                )
-            confirm = input(f"Type {expected} to overwrite its data: ").strip()
+        if not options["confirm"] and not options["dry_run"]:
+            self.show_restore_plan(environment, service, parameters)
+            return
         self.run_kind(
             "backup.restore",
             options,
             environment=environment,
             service=service,
             parameters=parameters,
-            confirm=None if options["dry_run"] else confirm,
+            confirm=None if options["dry_run"] else options["confirm"],
+        )
+
+    def show_restore_plan(self, environment, service, parameters):
+        """Print the plan of a restore and what to type; change nothing."""
+        try:
+            plan = get_runner("backup.restore").plan(
+                environment=environment,
+                stack=service.stack,
+                service=service,
+                parameters=parameters,
+            )
+        except ValueError as exc:
+            raise CommandError(str(exc))
+        self.stdout.write(f"Plan: {plan['summary']}")
+        container = plan["container"]
+        self.stdout.write(f"  container {container['name']} ({container['id']})")
+        for key, value in (plan.get("overwrites") or {}).items():
+            self.stdout.write(f"  overwrites {key}: {value}")
+        for key, value in (plan.get(INFO_KEY) or {}).items():
+            self.stdout.write(f"  {key}: {value}")
+        self.stdout.write(
+            f"Nothing was changed. To run it: --confirm {environment.name}/"
+            f"{service.name} (CONFIRM={environment.name}/{service.name} for make)."
         )
 
     # -- list, schedule --------------------------------------------------------
