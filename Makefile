@@ -118,7 +118,7 @@ CRONTAB_ARGS ?=
 BACKUP_CMD = .venv/bin/python manage.py backup
 BACKUP_OPTS = --env $(ENVIRONMENT) $(if $(PORTAL_USER),--user $(PORTAL_USER)) $(BACKUP_ARGS)
 
-.PHONY: backup-status backup-full backup-service backup-list backup-schedule backup-verify backup-alerts crontab
+.PHONY: backup-status backup-full backup-service backup-list backup-schedule backup-verify backup-alerts backup-drill backup-restore crontab
 
 backup-status:
 	$(BACKUP_CMD) status $(BACKUP_OPTS)
@@ -146,6 +146,26 @@ backup-verify:
 # alerts, notifying each change once; non-zero while one is open.
 backup-alerts:
 	$(BACKUP_CMD) alerts $(BACKUP_OPTS)
+
+# make backup-drill SERVICE=postgres [RECORD=<id>] [ENVIRONMENT=demo]: restore
+# the newest (or the named) backup into a throw-away copy of the service and
+# compare it with its manifest; non-zero when it does not match. Without
+# SERVICE, every service of verification.restore_test.test_services.
+RECORD ?=
+SNAPSHOT ?=
+CONFIRM ?=
+DRY_RUN ?=
+backup-drill:
+	$(BACKUP_CMD) drill $(if $(SERVICE),--service $(SERVICE),--scheduled) $(if $(RECORD),--record $(RECORD)) $(BACKUP_OPTS)
+
+# make backup-restore SERVICE=postgres (RECORD=<id> | SNAPSHOT=<id>)
+#   [ENVIRONMENT=demo] [DRY_RUN=1] [CONFIRM=<env>/<service>]: restore a backup
+# onto the live service. Without CONFIRM it prints the exact plan and what to
+# type, and changes nothing; DRY_RUN=1 runs it as a dry run. In a protected
+# environment it waits for another Approver.
+backup-restore:
+	@[ -n "$(SERVICE)" ] && [ -n "$(RECORD)$(SNAPSHOT)" ] || { echo "usage: make backup-restore SERVICE=<service> (RECORD=<id> | SNAPSHOT=<id>) [ENVIRONMENT=<env>] [DRY_RUN=1] [CONFIRM=<env>/<service>]" >&2; exit 2; }
+	$(BACKUP_CMD) restore --service $(SERVICE) $(if $(RECORD),--record $(RECORD)) $(if $(SNAPSHOT),--snapshot $(SNAPSHOT)) $(if $(DRY_RUN),--dry-run) $(if $(CONFIRM),--confirm $(CONFIRM)) $(BACKUP_OPTS)
 
 crontab:
 	.venv/bin/python manage.py crontab $(CRONTAB_ARGS)

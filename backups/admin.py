@@ -3,19 +3,25 @@
 Tiers, strategies, policies and the file's other sections go through the
 configuration's gate (the Admin role on the environments they are part of,
 the import's checks on the result) and the audit log. Records are written
-by backup runs only; the admin shows them read-only.
+by backup runs only; the admin shows them read-only, with an action that
+requests a restore drill of each selected record (the same service
+function, role check and audit as the record page's button). Drills are
+shown read-only.
 """
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 
+from portal.operations import OperationConflict
 from stacks.admin import GatedModelAdmin
 
-from . import config
+from . import config, operations
 from .models import (
     BackupConfigValue,
     BackupPolicy,
     BackupRecord,
     BackupStrategy,
+    RestoreDrill,
     StorageTier,
 )
 
@@ -62,6 +68,42 @@ class BackupRecordAdmin(admin.ModelAdmin):
     ]
     list_filter = ["status", "environment", "tier", "strategy"]
     search_fields = ["service_name", "snapshot_id"]
+    actions = ["drill_selected"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.action(description="Drill selected backups (restore into a throw-away copy)")
+    def drill_selected(self, request, queryset):
+        queued, refused = [], []
+        for record in queryset.select_related("environment", "service__stack", "tier"):
+            try:
+                operation = operations.drill_backup(
+                    record.environment, record, user=request.user
+                )
+            except (PermissionDenied, OperationConflict, ValueError) as exc:
+                refused.append(f"#{record.pk}: {exc}")
+                continue
+            queued.append(f"#{record.pk} (operation {str(operation.pk)[:8]})")
+        if queued:
+            self.message_user(request, f"Drills queued: {', '.join(queued)}.")
+        for text in refused:
+            self.message_user(request, text, level=messages.ERROR)
+
+
+@admin.register(RestoreDrill)
+class RestoreDrillAdmin(admin.ModelAdmin):
+    """Restore drills, read-only: written by drill runs only."""
+
+    list_display = ["id", "record", "status", "created", "duration_s", "error"]
+    list_filter = ["status", "record__environment"]
+    search_fields = ["record__service_name", "record__snapshot_id", "error"]
 
     def has_add_permission(self, request):
         return False

@@ -22,6 +22,7 @@ class BackupsConfig(AppConfig):
         from .schedules import (
             scheduled_alerts,
             scheduled_backups,
+            scheduled_drills,
             scheduled_verifications,
         )
 
@@ -41,3 +42,4 @@ class BackupsConfig(AppConfig):
         register_schedule("backup-verifications", scheduled_verifications)
         register_schedule("backup-alerts", scheduled_alerts)
         register_variable_users("backups", tier_users)
+        register_schedule("backup-drills", scheduled_drills)

@@ -12,11 +12,13 @@ from portal.operations import OperationFailed, PlanError, register
 from stacks import engine
 
 from .config_backup import BackupConfigJob
+from .drills import DrillBackupJob
 from .models import BackupStrategy
 
 # The repository runners: imported so the operations engine, which imports
 # each app's jobs module, registers them.
 from .prune import PruneBackupsJob
+from .restores import RestoreBackupJob
 from .runs import BackupRun, fail_abandoned_records, policy_parts, snapshot_tags
 from .schema import STRATEGIES
 from .strategies import BackupContext, strategy_for
@@ -26,7 +28,9 @@ from .verify import VerifyBackupsJob
 __all__ = [
     "BackupConfigJob",
     "BackupServiceJob",
+    "DrillBackupJob",
     "PruneBackupsJob",
+    "RestoreBackupJob",
     "VerifyBackupsJob",
     "fail_abandoned_records",
     "policy_parts",

@@ -6,6 +6,7 @@ queue); the work is in :mod:`backups.jobs`.
 """
 
 import os
+import random
 import socket
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -16,10 +17,10 @@ from django.utils import timezone
 
 from portal.choices import OperationStatus
 from portal.models import Operation
-from portal.operations import pid_alive, request_operation
+from portal.operations import get_runner, pid_alive, request_operation
 from stacks.models import Service
 
-from .choices import RecordStatus
+from .choices import RecordStatus, TierKind
 from .models import BackupRecord, BackupStrategy
 
 __all__ = [
@@ -29,11 +30,16 @@ __all__ = [
     "backup_config",
     "backup_environment",
     "backup_service",
+    "drill_backup",
+    "drill_candidates",
+    "pick_drill_record",
     "environment_backup_targets",
     "latest_records",
     "newest_good",
     "prune_backups",
     "request_backup",
+    "restore_backup",
+    "restore_plan",
     "running_backup",
     "verify_backups",
 ]
@@ -276,4 +282,102 @@ def prune_backups(
         parameters=parameters,
         wait=wait,
         enqueue=enqueue,
+    )
+
+
+def drill_candidates(environment, service_name=None):
+    """Return the records a drill may take: succeeded, intact, in a
+    repository tier (not tape), of ``service_name`` when given, newest
+    first."""
+    records = BackupRecord.objects.filter(
+        environment=environment,
+        status=RecordStatus.SUCCEEDED,
+        pruned__isnull=True,
+        damaged__isnull=True,
+        tier__kind__in=TierKind.REPOSITORIES,
+    ).exclude(snapshot_id="")
+    if service_name:
+        records = records.filter(service_name=service_name)
+    return records.select_related("tier", "service").order_by("-created", "-id")
+
+
+def pick_drill_record(environment, service_name, *, pick="latest"):
+    """Return the record a drill of ``service_name`` takes: the newest
+    restorable one (``latest``) or any restorable one (``random``); None
+    when there is none. Copies in colder tiers count as their own records
+    (a drill proves the copy it reads)."""
+    candidates = drill_candidates(environment, service_name)
+    if pick == "random":
+        ids = list(candidates.values_list("pk", flat=True))
+        return candidates.get(pk=random.choice(ids)) if ids else None
+    return candidates.first()
+
+
+def drill_backup(environment, record, *, user, wait=True, enqueue=True):
+    """Request a restore drill of ``record`` in ``environment``; return the
+    Operation (``backup.drill``, the long queue; see :mod:`backups.drills`).
+
+    The record's snapshot is restored into a throw-away copy of its service
+    and compared with its manifest; the live service is never touched.
+    """
+    return request_operation(
+        "backup.drill",
+        user=user,
+        environment=environment,
+        service=record.service,
+        parameters={"record": record.pk},
+        wait=wait,
+        enqueue=enqueue,
+    )
+
+
+def restore_backup(
+    environment,
+    service,
+    *,
+    user,
+    record=None,
+    snapshot=None,
+    tier=None,
+    confirm=None,
+    dry_run=False,
+    wait=True,
+    enqueue=True,
+):
+    """Request a restore of a backup onto the live ``service``; return the
+    Operation (``backup.restore``, destructive; see :mod:`backups.restores`).
+
+    Name the backup by ``record`` (its id) or by ``snapshot`` (a restic
+    snapshot id or prefix, in ``tier`` or any repository tier of the
+    environment). Bad input (no such record or snapshot, one of another
+    environment or service) is refused by the plan before anything exists.
+    A real run needs ``confirm`` = ``<environment>/<service>``.
+    """
+    parameters = {"dry_run": bool(dry_run)}
+    if record is not None:
+        parameters["record"] = getattr(record, "pk", record)
+    if snapshot:
+        parameters["snapshot"] = str(snapshot)
+    if tier:
+        parameters["tier"] = str(tier)
+    return request_operation(
+        "backup.restore",
+        user=user,
+        environment=environment,
+        service=service,
+        parameters=parameters,
+        wait=wait,
+        enqueue=enqueue,
+        confirm=confirm,
+    )
+
+
+def restore_plan(environment, service, *, record):
+    """Return the plan a restore of ``record`` onto ``service`` would run
+    (PlanError saying why there is none); nothing is requested."""
+    return get_runner("backup.restore").plan(
+        environment=environment,
+        stack=service.stack if service is not None else None,
+        service=service,
+        parameters={"record": getattr(record, "pk", record)},
     )

@@ -302,6 +302,40 @@ class Repository:
             args += ["--tag", ",".join(tags)]
         return self.run(*args, parse_json=True, timeout=300) or []
 
+    def find_snapshot(self, snapshot_id):
+        """Return the snapshot (restic's JSON) whose id is or starts with
+        ``snapshot_id``, or None when there is none (or the prefix is
+        ambiguous)."""
+        if not re.fullmatch(r"[0-9a-f]{4,64}", snapshot_id or ""):
+            return None
+        found = self.run("snapshots", "--json", snapshot_id, parse_json=True) or []
+        return found[0] if len(found) == 1 else None
+
+    def ls(self, snapshot_id, path="/"):
+        """Return the nodes (restic's JSON: name, type, path, size, ...) under
+        ``path`` in a snapshot."""
+        out = self.run("ls", "--json", snapshot_id, path, timeout=600)
+        nodes = []
+        for line in out.splitlines():
+            try:
+                item = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(item, dict) and item.get("struct_type") == "node":
+                nodes.append(item)
+        return nodes
+
+    def file_size(self, snapshot_id, path):
+        """Return the size of the file ``path`` in a snapshot (ResticError
+        when the snapshot holds no such file)."""
+        for node in self.ls(snapshot_id, path):
+            if node.get("path") == path and node.get("type") == "file":
+                return int(node.get("size") or 0)
+        raise ResticError(
+            f"{self.name}: snapshot {snapshot_id[:8]} holds no file {path}",
+            kind="missing",
+        )
+
     def stats(self, snapshot_id, mode="restore-size"):
         """Return restic's stats of one snapshot."""
         return self.run("stats", "--json", "--mode", mode, snapshot_id, parse_json=True)

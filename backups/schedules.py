@@ -10,10 +10,16 @@ in :class:`backups.apps.BackupsConfig`.
 from portal.choices import Verb
 from portal.schedules import ScheduledCommand
 
+from .drills import drill_settings
 from .models import BackupPolicy
 from .verify import integrity_settings
 
-__all__ = ["scheduled_alerts", "scheduled_backups", "scheduled_verifications"]
+__all__ = [
+    "scheduled_alerts",
+    "scheduled_backups",
+    "scheduled_drills",
+    "scheduled_verifications",
+]
 
 #: How often cron evaluates the backup-age alerts.
 ALERT_SCHEDULE = "*/15 * * * *"
@@ -80,6 +86,31 @@ def scheduled_alerts():
             environment=policy.environment.name,
             verb=Verb.VIEW,
             description="open and clear backup-age alerts, notifying each change once",
+        )
+        for policy in policies
+        if policy.tiers
+    ]
+
+
+def scheduled_drills():
+    """Return each backed-up environment's restore drills
+    (``verification.restore_test.schedule``), when drills are enabled."""
+    settings = drill_settings()
+    if not settings.enabled:
+        return []
+    policies = BackupPolicy.objects.select_related("environment").order_by(
+        "environment__name"
+    )
+    services = ", ".join(settings.test_services) or "every backed-up service"
+    return [
+        ScheduledCommand(
+            name=f"backup-drill-{policy.environment.name}",
+            schedule=settings.schedule,
+            args=("backup", "drill", "--env", policy.environment.name, "--scheduled"),
+            environment=policy.environment.name,
+            verb=Verb.CHECK,
+            description=f"restore the {settings.pick} backup of {services} into "
+            "throw-away copies and compare with the manifests",
         )
         for policy in policies
         if policy.tiers

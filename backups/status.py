@@ -55,7 +55,13 @@ __all__ = [
 ]
 
 # The operations the page's "Running" table follows.
-PAGE_KINDS = (*BACKUP_KINDS, "backup.verify", "backup.drill", "backup.prune")
+PAGE_KINDS = (
+    *BACKUP_KINDS,
+    "backup.verify",
+    "backup.drill",
+    "backup.restore",
+    "backup.prune",
+)
 # How many failed records the page lists.
 FAILURES_SHOWN = 50
 

@@ -26,4 +26,14 @@ urlpatterns = [
         name="verify_environment",
     ),
     path("backups/records/<int:pk>/", views.record_detail, name="record_detail"),
+    path(
+        "environments/<str:name>/backups/records/<int:pk>/drill/",
+        views.record_drill,
+        name="record_drill",
+    ),
+    path(
+        "environments/<str:name>/backups/records/<int:pk>/restore/",
+        views.record_restore,
+        name="record_restore",
+    ),
 ]

@@ -6,10 +6,10 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from portal.choices import OperationStatus, Verb
-from portal.operations import OperationConflict
+from portal.operations import OperationConflict, PlanError
 from portal.permissions import require, user_can
 from stacks.models import Environment, Service
 
@@ -165,6 +165,7 @@ def record_detail(request, pk):
     )
     require(request.user, Verb.VIEW, record.environment)
     source = record.copied_from or record
+    drills = list(record.drills.select_related("operation")[:10])
     family = [source, *source.copies.select_related("tier").order_by("tier__order")]
     return render(
         request,
@@ -174,11 +175,112 @@ def record_detail(request, pk):
             "environment": record.environment,
             "family": family,
             "manifest_json": json.dumps(record.manifest, indent=2, sort_keys=True),
+            "drills": drills,
+            "can_check": user_can(request.user, Verb.CHECK, record.environment),
+            "can_restore": user_can(request.user, Verb.RESTORE, record.environment),
             "instructions": (
                 restore_instructions(record)
                 if record.status == RecordStatus.SUCCEEDED
                 else None
             ),
+        },
+    )
+
+
+def _record(environment, pk):
+    return get_object_or_404(
+        BackupRecord.objects.select_related(
+            "environment", "tier", "service__stack", "copied_from"
+        ),
+        environment=environment,
+        pk=pk,
+    )
+
+
+@login_required
+@require_POST
+def record_drill(request, name, pk):
+    """Queue a restore drill of one record; on to its operation."""
+    environment = get_object_or_404(Environment, name=name)
+    require(request.user, Verb.CHECK, environment)
+    record = _record(environment, pk)
+    try:
+        operation = operations.drill_backup(environment, record, user=request.user)
+    except (OperationConflict, ValueError) as exc:
+        messages.error(request, str(exc))
+        return redirect(record.get_absolute_url())
+    messages.success(
+        request,
+        f"Queued operation {operation.pk}: restore drill of record #{record.pk}.",
+    )
+    return redirect(operation.get_absolute_url())
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def record_restore(request, name, pk):
+    """Show the plan of a restore of one record onto its live service (GET);
+    request it with the typed confirmation, or as a dry run (POST)."""
+    environment = get_object_or_404(Environment, name=name)
+    record = _record(environment, pk)
+    service = record.service
+    require(request.user, Verb.RESTORE, environment)
+    expected = f"{environment.name}/{record.service_name}"
+    if request.method == "POST":
+        dry_run = request.POST.get("dry_run") == "1"
+        try:
+            if service is None:
+                raise PlanError(
+                    f"Service {record.service_name} is no longer configured: there "
+                    "is nothing to restore onto."
+                )
+            operation = operations.restore_backup(
+                environment,
+                service,
+                user=request.user,
+                record=record,
+                dry_run=dry_run,
+                confirm=None if dry_run else request.POST.get("confirm", ""),
+            )
+        except (OperationConflict, ValueError) as exc:
+            messages.error(request, str(exc))
+            return redirect(
+                reverse("backups:record_restore", args=[environment.name, record.pk])
+            )
+        if operation.status == OperationStatus.AWAITING_APPROVAL:
+            messages.info(
+                request,
+                f"Operation {operation.pk} awaits the approval of another Approver "
+                f"of {environment.name} (the approvals page).",
+            )
+        else:
+            messages.success(
+                request,
+                f"Queued operation {operation.pk}: "
+                + ("plan of a " if dry_run else "")
+                + f"restore of {record.service_name} from record #{record.pk}.",
+            )
+        return redirect(operation.get_absolute_url())
+    plan, problem = None, None
+    try:
+        if service is None:
+            raise PlanError(
+                f"Service {record.service_name} is no longer configured: there is "
+                "nothing to restore onto."
+            )
+        plan = operations.restore_plan(environment, service, record=record)
+    except ValueError as exc:
+        problem = str(exc)
+    return render(
+        request,
+        "backups/record_restore.html",
+        {
+            "record": record,
+            "environment": environment,
+            "plan": plan,
+            "plan_json": json.dumps(plan, indent=2, sort_keys=True) if plan else "",
+            "problem": problem,
+            "expected": expected,
         },
     )
 

@@ -150,6 +150,8 @@ def test_import_contracts_hold_on_the_tree(tree_copy):
             "from stacks.credentials import check",
             "credentials",
         ),
+        # A strategy (how data is read) reaching up to the restores.
+        ("backups/strategies/base.py", "from backups import loaders", "restores"),
     ],
 )
 def test_import_contracts_fail_on_a_new_back_import(tree_copy, module, line, contract):

@@ -18,6 +18,11 @@ class BackupContext:
     ``container`` is the id of the service's running container; ``tier``
     the storage tier the data goes to first; ``owner`` what helper
     containers are labelled as started by (the operation's id).
+
+    A restore (:mod:`backups.loaders`) measures a copy of the service with
+    the same code: ``endpoint`` is where that copy's API answers (MinIO's,
+    instead of the service's published port) and ``volumes`` the copy's
+    volumes (``{key: Docker volume}``, instead of the service's own).
     """
 
     environment: object
@@ -32,6 +37,8 @@ class BackupContext:
     parameters: dict = field(default_factory=dict)
     tier: object = None
     owner: str = ""
+    endpoint: str = ""
+    volumes: dict | None = None
 
 
 class Strategy:

@@ -115,6 +115,8 @@ class MinioStrategy(Strategy):
             ) from None
 
     def _endpoint(self):
+        if self.context.endpoint:
+            return self.context.endpoint.rstrip("/")
         if self.options.get("endpoint"):
             return self._resolve(self.options["endpoint"], "S3 endpoint").rstrip("/")
         port = int(self.options.get("port") or DEFAULT_PORT)

@@ -76,6 +76,8 @@ class VolumesStrategy(Strategy):
 
     def _volumes(self):
         context = self.context
+        if context.volumes is not None:
+            return sorted(context.volumes.items())
         plan = stack_plan(context.environment, context.service.stack)
         spec = next(s for s in plan.services if s.name == self.service)
         found = {

@@ -25,6 +25,8 @@ module             what it holds
 ``stats``          one resource usage sample per container
 ``helpers``        short-lived labelled helper containers (attached, streamed);
                    volume tar streams
+``scratch``        throw-away copies of a service (its image, fresh volumes, a
+                   network of their own) and the leftovers of such copies
 ``gpus``           GPU helper containers; running containers by id
 ``hostnet``        what holds addresses on a host: networks, routes, pools
 ``probes``         names resolved and health probed from inside networks
@@ -114,10 +116,26 @@ from .resources import (
     remove_volume,
     volume_sizes,
 )
+from .scratch import (
+    ScratchObject,
+    list_scratch,
+    published_port,
+    remove_scratch,
+    scratch_container,
+    scratch_network,
+    scratch_volume,
+)
 from .specs import MountSpec, describe_spec
 from .stats import ContainerStats, container_stats, sample_stats
 
 __all__ = [
+    "ScratchObject",
+    "list_scratch",
+    "published_port",
+    "remove_scratch",
+    "scratch_container",
+    "scratch_network",
+    "scratch_volume",
     "delete_network",
     "start_container",
     "volume_sizes",

@@ -23,6 +23,8 @@ __all__ = [
     "config_hash",
     "container_create_options",
     "container_tail",
+    "extra_options",
+    "healthcheck_of",
     "last_health_output",
     "list_containers",
     "project_containers",
@@ -162,7 +164,7 @@ def _memory(value):
     return value if isinstance(value, int) else str(value).lower().rstrip("b") or None
 
 
-def _extra_options(extra):
+def extra_options(extra):
     """Split Compose pass-through keys into create and host-config options.
 
     Returns (create_kwargs, host_kwargs, ignored keys).
@@ -227,6 +229,22 @@ def _extra_options(extra):
     return create, host, ignored
 
 
+def healthcheck_of(spec):
+    """Return the docker-py ``Healthcheck`` of ``spec`` (None: the image's)."""
+    hc = spec.healthcheck
+    if hc is None:
+        return None
+    if hc.disable:
+        return Healthcheck(test=["NONE"])
+    return Healthcheck(
+        test=list(hc.test) or None,
+        interval=_ns(hc.interval),
+        timeout=_ns(hc.timeout),
+        retries=hc.retries,
+        start_period=_ns(hc.start_period),
+    )
+
+
 def stop_timeout(spec):
     """Return the seconds ``docker stop`` waits before killing ``spec``."""
     value = (spec.extra or {}).get("stop_grace_period")
@@ -236,7 +254,7 @@ def stop_timeout(spec):
 def container_create_options(client, spec, *, config_hash):
     """Return (create_container kwargs, other network names, ignored keys)."""
     api = client.api
-    create, host, ignored = _extra_options(spec.extra)
+    create, host, ignored = extra_options(spec.extra)
     port_bindings = {}
     for p in spec.ports:
         port_bindings.setdefault(f"{p.target}/{p.protocol}", []).append(
@@ -266,19 +284,7 @@ def container_create_options(client, spec, *, config_hash):
         network_mode=networks[0] if networks else None,
         **host,
     )
-    healthcheck = None
-    if spec.healthcheck is not None:
-        hc = spec.healthcheck
-        if hc.disable:
-            healthcheck = Healthcheck(test=["NONE"])
-        else:
-            healthcheck = Healthcheck(
-                test=list(hc.test) or None,
-                interval=_ns(hc.interval),
-                timeout=_ns(hc.timeout),
-                retries=hc.retries,
-                start_period=_ns(hc.start_period),
-            )
+    healthcheck = healthcheck_of(spec)
     networking_config = None
     if networks:
         # API 1.41 takes one endpoint at create; the others are connected

@@ -214,6 +214,7 @@ def test_schedule_shows_the_cron_line_and_next_runs(env, admin):
         f"backup-{env.name}",
         f"backup-verify-{env.name}",
         f"backup-alerts-{env.name}",
+        f"backup-drill-{env.name}",
     }
     heading, next_line, cron = blocks[f"backup-{env.name}"]
     assert heading == (
@@ -242,7 +243,11 @@ def test_schedule_of_an_environment_without_one(env, admin):
         "configs/backup-strategies.yaml)."
     ]
     # What is already there is still verified, and its age still watched.
-    assert set(blocks) == {f"backup-verify-{env.name}", f"backup-alerts-{env.name}"}
+    assert set(blocks) == {
+        f"backup-verify-{env.name}",
+        f"backup-alerts-{env.name}",
+        f"backup-drill-{env.name}",
+    }
 
 
 def test_schedule_shows_the_verification_and_alert_lines(env, admin):
@@ -444,7 +449,7 @@ def test_crontab_renders_one_line_per_scheduled_environment(env, admin, tmp_path
         p.environment.name: p.schedule
         for p in BackupPolicy.objects.select_related("environment").exclude(schedule="")
     }
-    seen, verified = {}, {}
+    seen, verified, drilled = {}, {}, {}
     start = datetime(2025, 1, 1)
     for comments, schedule, user, command in entries:
         assert croniter.is_valid(schedule)
@@ -454,6 +459,12 @@ def test_crontab_renders_one_line_per_scheduled_environment(env, admin, tmp_path
         name = argv[5]
         if argv[3] == "alerts":
             assert schedule == "*/15 * * * *"
+            continue
+        if argv[3] == "drill":
+            assert argv[2:5] == ["backup", "drill", "--env"]
+            assert "--scheduled" in argv
+            assert schedule == "30 5 * * 0"
+            drilled[name] = user
             continue
         if argv[3] == "verify":
             assert argv[2:5] == ["backup", "verify", "--env"]
@@ -482,6 +493,7 @@ def test_crontab_renders_one_line_per_scheduled_environment(env, admin, tmp_path
     assert set(seen.values()) == {getpass.getuser()}
     # Every environment with tiers has its repositories verified.
     assert env.name in verified and set(verified) >= set(policies)
+    assert set(drilled) == set(verified)
     assert err == ""
 
 
@@ -494,7 +506,8 @@ def test_crontab_warns_when_the_acting_user_may_not_back_up(env, make_user):
     )
     check = warning.replace("may not back up", "may not run checks")
     assert f"# WARNING: {warning}\n" in out and f"# WARNING: {check}\n" in out
-    assert err == f"Warning: {warning}.\nWarning: {check}.\n"
+    # Two checks: the restore drills and the verification.
+    assert err == f"Warning: {warning}.\nWarning: {check}.\nWarning: {check}.\n"
 
 
 def test_crontab_install_writes_the_file_and_the_log_folder(env, admin, tmp_path):
@@ -512,12 +525,14 @@ def test_crontab_install_writes_the_file_and_the_log_folder(env, admin, tmp_path
         "--run-as",
         "backup",
     )
-    assert out == f"Installed 3 cron line(s) in {target}; logs in {logs}.\n"
+    assert out == f"Installed 4 cron line(s) in {target}; logs in {logs}.\n"
     assert logs.is_dir()
     assert target.stat().st_mode & 0o777 == 0o644
     _variables, entries = parse_cron_file(target.read_text())
-    alerts, (_comments, schedule, user, command), verify = entries
+    alerts, (_comments, schedule, user, command), drill, verify = entries
     assert alerts[1:3] == ("*/15 * * * *", "backup")
+    assert drill[1:3] == ("30 5 * * 0", "backup")
+    assert f"backup drill --env {env.name} --scheduled" in drill[3]
     assert verify[1:3] == ("0 5 * * *", "backup")
     assert f"backup verify --env {env.name} --scheduled" in verify[3]
     assert (schedule, user) == ("30 2 * * *", "backup")

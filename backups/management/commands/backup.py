@@ -11,14 +11,24 @@
     manage.py backup alerts --env E [--user U]
     manage.py backup verify --env E [--tier T] [--subset auto|n/N|all|none]
         [--scheduled] [--user U] [--enqueue [--wait]] [--no-queue]
+    manage.py backup drill --env E (--service S [--record N] [--pick P]
+        | --scheduled) [--user U] [--enqueue [--wait]]
+    manage.py backup restore --env E --service S (--record N | --snapshot ID
+        [--tier T]) [--dry-run | --confirm E/S] [--user U] [--enqueue [--wait]]
+        [--no-queue]
+
+Without ``--confirm`` (or with ``--dry-run``) a restore's plan is shown
+and nothing changes.
 
 The make targets ``backup-status``, ``backup-full``, ``backup-service``,
-``backup-list``, ``backup-schedule`` and ``backup-verify`` call this with
-``ENVIRONMENT``. ``status`` exits non-zero when a scheduled backup is
-overdue or has no proven or verified backup within its allowed age;
-``alerts`` while a backup-age alert is open; ``full`` when any service's
-backup did not succeed; ``verify`` when a repository could not be checked
-or holds damage.
+``backup-list``, ``backup-schedule``, ``backup-verify``, ``backup-drill``
+and ``backup-restore`` call this with ``ENVIRONMENT``. ``status`` exits
+non-zero when a scheduled backup is overdue or has no proven or verified
+backup within its allowed age; ``alerts`` while a backup-age alert is
+open; ``full`` when any service's backup did not succeed; ``verify`` when
+a repository could not be checked or holds damage; ``drill`` when a drill
+failed or could not run; ``restore`` unless the restore (or its dry run)
+succeeded.
 """
 
 from django.core.exceptions import PermissionDenied
@@ -28,17 +38,22 @@ from django.utils import timezone
 
 from backups.alerts import evaluate_alerts, page_url
 from backups.choices import RecordStatus
+from backups.drills import drill_settings
 from backups.models import BackupAlert, BackupRecord, RepositoryCheck
 from backups.operations import (
     BackupTarget,
+    backed_up_services,
     environment_backup_targets,
+    pick_drill_record,
     running_backup,
 )
-from backups.schema import BACKUP_TYPES
+from backups.schema import BACKUP_TYPES, DRILL_PICKS
 from backups.status import environment_backups, failed_records
+from backups.strategies.config import CONFIG_SERVICE
 from backups.verify import integrity_settings
 from portal.choices import Verb
 from portal.management.base import OperationCommand
+from portal.operations import INFO_KEY, get_runner
 from portal.permissions import require
 from portal.schedules import cron_line, next_runs, scheduled_commands
 from stacks.models import Service
@@ -109,7 +124,64 @@ class Command(OperationCommand):
             help="Open and clear the backup-age alerts, notifying each change "
             "once; exit 1 while one is open.",
         )
-        for sub in (status, full, service, listing, schedule, verify, alerts):
+        drill = actions.add_parser(
+            "drill",
+            help="Restore a backup into a throw-away copy of its service and "
+            "compare it with its manifest; exit 1 when it does not match.",
+        )
+        drill.add_argument(
+            "--service", help="Service name (config: the configuration backup)."
+        )
+        drill.add_argument(
+            "--record", type=int, help="Backup record id (default: by --pick)."
+        )
+        drill.add_argument(
+            "--pick",
+            choices=DRILL_PICKS,
+            help="Which record: the newest restorable one (latest) or any "
+            "(random); default verification.restore_test.pick.",
+        )
+        drill.add_argument(
+            "--scheduled",
+            action="store_true",
+            help="For cron: drill every service of verification.restore_test."
+            "test_services (every backed-up service when empty) that has a "
+            "backup; nothing when restore_test.enabled is false.",
+        )
+        self.add_run_arguments(drill)
+        restore = actions.add_parser(
+            "restore",
+            help="Restore a backup onto the live service (destructive: plan, "
+            "typed confirmation, approval in protected environments).",
+        )
+        restore.add_argument("--service", required=True, help="Service name.")
+        restore.add_argument("--record", type=int, help="Backup record id.")
+        restore.add_argument("--snapshot", help="restic snapshot id (or prefix).")
+        restore.add_argument(
+            "--tier", help="With --snapshot: the tier whose record holds it."
+        )
+        restore.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="Show the plan (what is stopped and overwritten); change nothing.",
+        )
+        restore.add_argument(
+            "--confirm",
+            help="<environment>/<service>, typed; without it the plan is shown "
+            "and nothing changes.",
+        )
+        self.add_run_arguments(restore)
+        for sub in (
+            status,
+            full,
+            service,
+            listing,
+            schedule,
+            verify,
+            alerts,
+            drill,
+            restore,
+        ):
             sub.add_argument("--env", required=True, help="Environment name or alias.")
             self.add_user_argument(sub)
         for sub in (full, service):
@@ -381,6 +453,128 @@ class Command(OperationCommand):
                 + (f"{share:.0%}" if share is not None else "-")
                 + (f"  {check.error}" if check.error else "")
             )
+
+    # -- drill, restore --------------------------------------------------------
+
+    def do_drill(self, environment, options):
+        self.require(Verb.CHECK, environment, options)
+        settings = drill_settings()
+        pick = options["pick"] or settings.pick
+        if options["scheduled"]:
+            if not settings.enabled:
+                self.stdout.write(
+                    "Skipped: restore drills are disabled (verification."
+                    "restore_test.enabled in configs/backup-strategies.yaml)."
+                )
+                return
+            names = list(settings.test_services) or [
+                s.name for s in backed_up_services()
+            ]
+        elif options["service"] or options["record"]:
+            names = [options["service"] or f"record #{options['record']}"]
+        else:
+            raise CommandError(
+                "Name the --service (or --record) to drill, or --scheduled."
+            )
+        failed, done = [], 0
+        for name in names:
+            if options["record"] and not options["scheduled"]:
+                record = BackupRecord.objects.filter(pk=options["record"]).first()
+                if record is None:
+                    raise CommandError(f"No backup record #{options['record']}.")
+            else:
+                if (
+                    name != CONFIG_SERVICE
+                    and not Service.objects.filter(name=name).exists()
+                ):
+                    raise CommandError(f"No service {name!r}.")
+                record = pick_drill_record(environment, name, pick=pick)
+                if record is None:
+                    message = (
+                        f"{name}: no restorable backup in {environment.name} to "
+                        f"drill (make backup-service SERVICE={name} "
+                        f"ENVIRONMENT={environment.name})."
+                    )
+                    if not options["scheduled"]:
+                        raise CommandError(message)
+                    self.stdout.write(f"Skipped: {message}")
+                    continue
+            how = "named" if options["record"] and not options["scheduled"] else pick
+            self.stdout.write(
+                self.style.MIGRATE_HEADING(
+                    f"== drill of {record.service_name} record #{record.pk} "
+                    f"({record.strategy}, {record.tier.name}, {how})"
+                )
+            )
+            try:
+                self.run_kind(
+                    "backup.drill",
+                    options,
+                    environment=environment,
+                    service=record.service,
+                    parameters={"record": record.pk},
+                )
+                done += 1
+            except CommandError as exc:
+                if not options["scheduled"]:
+                    raise
+                failed.append(name)
+                self.stderr.write(f"{name}: {exc}")
+        if failed:
+            raise CommandError(
+                f"{len(failed)} of {len(names)} drills of {environment.name} did "
+                f"not pass: {', '.join(failed)}."
+            )
+
+    def do_restore(self, environment, options):
+        self.require(Verb.RESTORE, environment, options)
+        try:
+            service = Service.objects.get(name=options["service"])
+        except Service.DoesNotExist:
+            raise CommandError(f"No service {options['service']!r}.")
+        if not options["record"] and not options["snapshot"]:
+            raise CommandError("Name the backup: --record N or --snapshot ID.")
+        parameters = {"dry_run": bool(options["dry_run"])}
+        if options["record"]:
+            parameters["record"] = options["record"]
+        if options["snapshot"]:
+            parameters["snapshot"] = options["snapshot"]
+        if options["tier"]:
+            parameters["tier"] = options["tier"]
+        if not options["confirm"] and not options["dry_run"]:
+            self.show_restore_plan(environment, service, parameters)
+            return
+        self.run_kind(
+            "backup.restore",
+            options,
+            environment=environment,
+            service=service,
+            parameters=parameters,
+            confirm=None if options["dry_run"] else options["confirm"],
+        )
+
+    def show_restore_plan(self, environment, service, parameters):
+        """Print the plan of a restore and what to type; change nothing."""
+        try:
+            plan = get_runner("backup.restore").plan(
+                environment=environment,
+                stack=service.stack,
+                service=service,
+                parameters=parameters,
+            )
+        except ValueError as exc:
+            raise CommandError(str(exc))
+        self.stdout.write(f"Plan: {plan['summary']}")
+        container = plan["container"]
+        self.stdout.write(f"  container {container['name']} ({container['id']})")
+        for key, value in (plan.get("overwrites") or {}).items():
+            self.stdout.write(f"  overwrites {key}: {value}")
+        for key, value in (plan.get(INFO_KEY) or {}).items():
+            self.stdout.write(f"  {key}: {value}")
+        self.stdout.write(
+            f"Nothing was changed. To run it: --confirm {environment.name}/"
+            f"{service.name} (CONFIRM={environment.name}/{service.name} for make)."
+        )
 
     # -- list, schedule --------------------------------------------------------
 
