@@ -53,6 +53,8 @@ POST_VERBS = {
     "backup_service": Verb.BACKUP,
     "backup_environment": Verb.BACKUP,
     "verify_environment": Verb.CHECK,
+    "record_drill": Verb.CHECK,
+    "record_restore": Verb.RESTORE,
 }
 # Pages outside any environment: they must not show what the user may not
 # see (the other environment's name).
