@@ -20,23 +20,38 @@ files           ``find`` in a helper container with the volume mounted (not
                 file by file over the API): ``-mmin +<days * 1440>``, the
                 item's path, name patterns, and the paths and patterns of
                 more specific items pruned
+collections     Qdrant's API (``GET /collections``, ``DELETE
+                /collections/{name}``) from a helper on the service's
+                network; a collection's age is the time since the portal
+                first saw it (:class:`~retention.models.CollectionSighting`:
+                Qdrant reports no creation time)
+indices         Elasticsearch's ``_cat/indices`` (creation dates, store
+                sizes) and ``DELETE /<index>``, the same way
+objects         S3 ``ListObjectsV2`` by ``LastModified`` and
+                ``DeleteObject``, with the backups' MinIO client (boto3)
+snapshots       the service's backup records older than its
+                ``backup_retention_days`` (the newest of each tier and
+                strategy always stays, tapes are left to their rotation):
+                ``restic forget`` and ``prune`` in each tier's repository;
+                the records are marked pruned
 ==============  ============================================================
-
-Collections, objects, indices and backup snapshots are measured as
-"not built yet" (their records say so; nothing is deleted there).
 """
 
+import fnmatch
 import json
+import re
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from urllib.parse import quote
 
 from stacks import engine
 from stacks.secrets import MissingSecret, environ_for, resolve
 
 from .choices import ItemKind
 
-__all__ = ["CleanupError", "Context", "measure", "remove"]
+__all__ = ["CleanupError", "Context", "RowsArchive", "measure", "remove", "s3_client"]
 
 DEFAULT_BATCH = 5000
 KEY_SCAN_COUNT = 1000
@@ -216,6 +231,50 @@ def _rows_remove(ctx, item, cutoff, measured):
         "freed_bytes": freed,
         "detail": {"batches": batches, "longest_batch_s": round(longest, 4)},
     }
+
+
+class RowsArchive:
+    """The old rows of a table as CSV, for ``archive_then_delete``: the
+    backups' snapshot step reads :meth:`manifest`, then :meth:`backup`
+    streams ``COPY ... TO STDOUT`` from the container into restic."""
+
+    def __init__(self, ctx, item, record, check_cancel):
+        self.pg = _Postgres(ctx, item)
+        self.ctx, self.item, self.record = ctx, item, record
+        self.check_cancel = check_cancel
+        self.progress = None
+        self.filename = f"{item.settings.get('table') or item.name}.csv"
+
+    def manifest(self):
+        return {
+            "engine": "postgresql",
+            "archive": self.pg.regclass,
+            "database": self.pg.database,
+            "rows": self.record.matched,
+            "before": self.record.cutoff.isoformat(),
+        }
+
+    def backup(self, repository, *, tags, host):
+        from backups.strategies.base import checked
+
+        pg = self.pg
+        sql = (
+            f"COPY (SELECT * FROM {pg.table} WHERE {pg.column} < "
+            f"{_cutoff_sql(self.record.cutoff)}) TO STDOUT WITH (FORMAT csv, HEADER)"
+        )
+        stream = engine.exec_stream(
+            self.ctx.client,
+            pg.container,
+            ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-U", pg.user, "-d",
+             pg.database, "-c", sql],
+        )  # fmt: skip
+        with stream:
+            return repository.backup_stream(
+                checked(stream, f"COPY of {pg.regclass}", self),
+                filename=self.filename,
+                tags=tags,
+                host=host,
+            )
 
 
 # -- keys (Redis) -------------------------------------------------------------
@@ -425,10 +484,394 @@ def _files_remove(ctx, item, cutoff, measured):
     return {"removed": count, "freed_bytes": size}
 
 
+# -- HTTP APIs next to the service (Qdrant, Elasticsearch) ----------------------
+
+# One HTTP/1.0 request through nc: method, path, host, port, JSON body. A
+# fixed script; every value is an argument (an API key comes in the exec
+# environment, never on a command line).
+_REQUEST_SCRIPT = (
+    '{ printf "%s %s HTTP/1.0\\r\\nHost: %s\\r\\n" "$1" "$2" "$3"; '
+    '[ -z "$API_KEY" ] || printf "api-key: %s\\r\\n" "$API_KEY"; '
+    'printf "Content-Type: application/json\\r\\nContent-Length: %s\\r\\n\\r\\n%s" '
+    '"${#5}" "$5"; } | nc "$3" "$4"'
+)
+_STATUS_RE = re.compile(rb"^HTTP/\d\.\d (\d{3})")
+
+
+@contextmanager
+def _api(ctx, item, default_port):
+    """Yield ``request(method, path, body=None)`` for ``item``'s service API,
+    sent from a helper container on the service's network."""
+    from .models import RetentionPolicy
+
+    container = ctx.container(item.service)
+    attrs = ctx.client.api.inspect_container(container)
+    networks = sorted((attrs["NetworkSettings"].get("Networks") or {}).keys())
+    if not networks:
+        raise CleanupError(f"The container of {item.service} is on no network.")
+    policy = RetentionPolicy.objects.filter(service=item.service).first()
+    options = (policy.settings or {}) if policy else {}
+    port = str(options.get("port") or default_port)
+    environ = {}
+    if options.get("api_key"):
+        try:
+            environ["API_KEY"] = resolve(
+                str(options["api_key"]), environ_for(ctx.environment)
+            )
+        except MissingSecret as exc:
+            raise CleanupError(f"The API key of {item.service}: {exc}")
+    with engine.helper_container(
+        ctx.client,
+        environment=ctx.environment,
+        purpose="retention.api",
+        owner=ctx.owner,
+        command=["sleep", "3600"],
+        network_mode=networks[0],
+        init=True,
+    ) as helper:
+        ctx.client.api.start(helper)
+
+        def request(method, path, body=None):
+            data = "" if body is None else json.dumps(body)
+            result = engine.exec_run(
+                ctx.client,
+                helper,
+                ["sh", "-c", _REQUEST_SCRIPT, "sh", method, path, item.service, port,
+                 data],
+                environment=environ or None,
+            )  # fmt: skip
+            raw = result.stdout
+            match = _STATUS_RE.match(raw)
+            if not result.ok or match is None:
+                detail = result.stderr_text(300) or raw[:300].decode("utf-8", "replace")
+                raise CleanupError(
+                    f"{item.service} did not answer {method} {path}: "
+                    f"{detail or f'nc exited with {result.exit_code}'}"
+                )
+            status = int(match.group(1))
+            payload = raw.partition(b"\r\n\r\n")[2]
+            try:
+                document = json.loads(payload) if payload.strip() else {}
+            except ValueError:
+                document = {}
+            if status >= 300:
+                raise CleanupError(
+                    f"{item.service} answered {method} {path} with {status}: "
+                    f"{payload[:300].decode('utf-8', 'replace')}"
+                )
+            return document
+
+        yield request
+
+
+def _matches(name, item):
+    return fnmatch.fnmatchcase(name, item.pattern)
+
+
+# -- collections (Qdrant) -----------------------------------------------------
+
+
+def _collections(ctx, item, cutoff, request):
+    """Return [(name, first seen, points)] of the item's collections; record
+    when each was first seen (Qdrant reports no creation time)."""
+    from .models import CollectionSighting
+
+    listed = (request("GET", "/collections").get("result") or {}).get(
+        "collections"
+    ) or []
+    names = sorted(c["name"] for c in listed if _matches(c["name"], item))
+    now = datetime.now(UTC)
+    found = []
+    for name in names:
+        sighting, created = CollectionSighting.objects.get_or_create(
+            environment=ctx.environment,
+            service_name=item.service,
+            name=name,
+            defaults={"first_seen": now, "last_seen": now},
+        )
+        if not created:
+            CollectionSighting.objects.filter(pk=sighting.pk).update(last_seen=now)
+        info = request("GET", f"/collections/{quote(name, safe='')}").get("result")
+        points = int((info or {}).get("points_count") or 0)
+        found.append((name, sighting.first_seen, points))
+    return found
+
+
+def _collections_measure(ctx, item, cutoff):
+    with _api(ctx, item, 6333) as request:
+        found = _collections(ctx, item, cutoff, request)
+    old = [f for f in found if f[1] < cutoff]
+    young = [f for f in found if f[1] >= cutoff]
+    return {
+        "matched": len(old),
+        "kept": len(young),
+        "oldest": min((f[1] for f in old), default=None),
+        "newest": max((f[1] for f in old), default=None),
+        "detail": {
+            "collections": [f[0] for f in old],
+            "points": sum(f[2] for f in old),
+            "age": "since the portal first saw the collection",
+        },
+    }
+
+
+def _collections_remove(ctx, item, cutoff, measured):
+    from .models import CollectionSighting
+
+    removed = []
+    with _api(ctx, item, 6333) as request:
+        for name, first_seen, _points in _collections(ctx, item, cutoff, request):
+            if first_seen >= cutoff:
+                continue
+            ctx.check_cancel()
+            request("DELETE", f"/collections/{quote(name, safe='')}")
+            CollectionSighting.objects.filter(
+                environment=ctx.environment, service_name=item.service, name=name
+            ).delete()
+            removed.append(name)
+            ctx.log.info(f"{item.key}: collection {name} deleted")
+    return {"removed": len(removed), "freed_bytes": 0, "detail": {"deleted": removed}}
+
+
+# -- indices (Elasticsearch) --------------------------------------------------
+
+
+def _indices(request, item):
+    rows = request(
+        "GET",
+        f"/_cat/indices/{quote(item.pattern, safe='*,')}?format=json&bytes=b"
+        "&h=index,creation.date,store.size,docs.count",
+    )
+    found = []
+    for row in rows if isinstance(rows, list) else []:
+        if row.get("index", "").startswith("."):
+            continue  # system indices are Elasticsearch's own
+        created = datetime.fromtimestamp(int(row["creation.date"]) / 1000, tz=UTC)
+        found.append((row["index"], created, int(row.get("store.size") or 0)))
+    return found
+
+
+def _indices_measure(ctx, item, cutoff):
+    with _api(ctx, item, 9200) as request:
+        found = _indices(request, item)
+    old = [f for f in found if f[1] < cutoff]
+    young = [f for f in found if f[1] >= cutoff]
+    return {
+        "matched": len(old),
+        "matched_bytes": sum(f[2] for f in old),
+        "kept": len(young),
+        "kept_bytes": sum(f[2] for f in young),
+        "oldest": min((f[1] for f in old), default=None),
+        "newest": max((f[1] for f in old), default=None),
+        "detail": {"indices": [f[0] for f in old]},
+    }
+
+
+def _indices_remove(ctx, item, cutoff, measured):
+    removed, freed = [], 0
+    with _api(ctx, item, 9200) as request:
+        for name, created, size in _indices(request, item):
+            if created >= cutoff:
+                continue
+            ctx.check_cancel()
+            request("DELETE", f"/{quote(name, safe='')}")
+            removed.append(name)
+            freed += size
+    return {
+        "removed": len(removed),
+        "freed_bytes": freed,
+        "detail": {"deleted": removed},
+    }
+
+
+# -- objects (S3, MinIO) ------------------------------------------------------
+
+
+def s3_client(ctx, item):
+    """Return (boto3 client, bucket, prefix): the backups' MinIO client."""
+    from backups.models import BackupStrategy
+    from backups.strategies import BackupContext
+    from backups.strategies.minio import MinioStrategy
+    from backups.tiers import BackupError
+    from stacks.models import Service
+
+    service = Service.objects.select_related("stack").get(name=item.service)
+    strategy = BackupStrategy.objects.filter(service=item.service).first()
+    if strategy is None:
+        strategy = BackupStrategy(service=item.service, method="minio", settings={})
+    context = BackupContext(
+        environment=ctx.environment,
+        stack=service.stack,
+        service=service,
+        strategy=strategy,
+        client=ctx.client,
+        container=ctx.container(item.service),
+        log=ctx.log,
+        check_cancel=ctx.check_cancel,
+        owner=ctx.owner,
+    )
+    try:
+        client = MinioStrategy(context, "bucket").s3
+    except BackupError as exc:
+        raise CleanupError(str(exc)) from None
+    bucket = item.settings.get("bucket") or item.name
+    return client, bucket, item.settings.get("prefix") or ""
+
+
+def _objects(client, bucket, prefix):
+    import botocore.exceptions
+
+    paginator = client.get_paginator("list_objects_v2")
+    try:
+        for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+            yield from page.get("Contents", [])
+    except botocore.exceptions.ClientError as exc:
+        code = (exc.response.get("Error") or {}).get("Code")
+        if code == "NoSuchBucket":
+            return
+        raise CleanupError(f"Listing {bucket}/{prefix}: {exc}") from None
+    except botocore.exceptions.BotoCoreError as exc:
+        raise CleanupError(f"Listing {bucket}/{prefix}: {exc}") from None
+
+
+def _objects_measure(ctx, item, cutoff):
+    client, bucket, prefix = s3_client(ctx, item)
+    old = young = old_bytes = young_bytes = 0
+    oldest = newest = None
+    for entry in _objects(client, bucket, prefix):
+        modified = entry["LastModified"]
+        if modified < cutoff:
+            old += 1
+            old_bytes += entry.get("Size") or 0
+            oldest = modified if oldest is None else min(oldest, modified)
+            newest = modified if newest is None else max(newest, modified)
+        else:
+            young += 1
+            young_bytes += entry.get("Size") or 0
+    return {
+        "matched": old,
+        "matched_bytes": old_bytes,
+        "kept": young,
+        "kept_bytes": young_bytes,
+        "oldest": oldest,
+        "newest": newest,
+    }
+
+
+def _objects_remove(ctx, item, cutoff, measured):
+    import botocore.exceptions
+
+    client, bucket, prefix = s3_client(ctx, item)
+    doomed = [
+        (entry["Key"], entry.get("Size") or 0)
+        for entry in _objects(client, bucket, prefix)
+        if entry["LastModified"] < cutoff
+    ]
+    removed = freed = 0
+    for index, (key, size) in enumerate(doomed):
+        if index % 100 == 0:
+            ctx.check_cancel()
+        try:
+            client.delete_object(Bucket=bucket, Key=key)
+        except (
+            botocore.exceptions.BotoCoreError,
+            botocore.exceptions.ClientError,
+        ) as exc:
+            raise CleanupError(f"Deleting {bucket}/{key}: {exc}") from None
+        removed += 1
+        freed += size
+    return {"removed": removed, "freed_bytes": freed}
+
+
+# -- backup snapshots ---------------------------------------------------------
+
+
+def _snapshot_records(ctx, item, cutoff):
+    """Return (old, young) good backup records of the item's service; the
+    newest of each tier and strategy always stays."""
+    from backups.models import BackupRecord
+
+    records = list(
+        BackupRecord.objects.filter(
+            environment=ctx.environment,
+            service_name=item.service,
+            status="succeeded",
+            pruned__isnull=True,
+        )
+        .exclude(snapshot_id="")
+        .select_related("tier", "copied_from")
+        .order_by("-created")
+    )
+    newest = set()
+    old, young = [], []
+    for record in records:
+        group = (record.tier_id, record.strategy)
+        if not record.tier.is_repository:
+            # A tape is written once and rotated by its own schedule: the
+            # portal cannot forget a snapshot on it.
+            young.append(record)
+        elif group not in newest:
+            newest.add(group)
+            young.append(record)
+        elif record.data_read < cutoff:
+            old.append(record)
+        else:
+            young.append(record)
+    return old, young
+
+
+def _snapshots_measure(ctx, item, cutoff):
+    old, young = _snapshot_records(ctx, item, cutoff)
+    return {
+        "matched": len(old),
+        "matched_bytes": sum(r.bytes_added or 0 for r in old),
+        "kept": len(young),
+        "kept_bytes": sum(r.bytes_added or 0 for r in young),
+        "bytes_estimated": True,
+        "oldest": min((r.data_read for r in old), default=None),
+        "newest": max((r.data_read for r in old), default=None),
+        "detail": {"records": [r.pk for r in old]},
+    }
+
+
+def _snapshots_remove(ctx, item, cutoff, measured):
+    from django.utils import timezone
+
+    from backups.restic import ResticError
+    from backups.tiers import BackupError, repository
+    from backups.volumes import clear_stale_locks
+
+    old, _young = _snapshot_records(ctx, item, cutoff)
+    by_tier = {}
+    for record in old:
+        by_tier.setdefault(record.tier, []).append(record)
+    removed = freed = 0
+    for tier, records in by_tier.items():
+        ctx.check_cancel()
+        try:
+            repo = repository(tier, ctx.environment)
+            clear_stale_locks(ctx.environment, repo, ctx.log)
+            repo.run("forget", *[r.snapshot_id for r in records], timeout=6 * 3600)
+            repo.run("prune", timeout=6 * 3600)
+        except (BackupError, ResticError) as exc:
+            raise CleanupError(f"{tier.name}: {exc}") from None
+        for record in records:
+            record.pruned = timezone.now()
+            record.save(update_fields=["pruned"])
+        removed += len(records)
+        freed += sum(r.bytes_added or 0 for r in records)
+        ctx.log.info(f"{item.key}: {len(records)} snapshot(s) forgotten in {tier.name}")
+    return {"removed": removed, "freed_bytes": freed}
+
+
 _CLEANERS = {
     ItemKind.ROWS: (_rows_measure, _rows_remove),
     ItemKind.KEYS: (_keys_measure, _keys_remove),
     ItemKind.FILES: (_files_measure, _files_remove),
+    ItemKind.COLLECTIONS: (_collections_measure, _collections_remove),
+    ItemKind.INDICES: (_indices_measure, _indices_remove),
+    ItemKind.OBJECTS: (_objects_measure, _objects_remove),
+    ItemKind.SNAPSHOTS: (_snapshots_measure, _snapshots_remove),
 }
 
 

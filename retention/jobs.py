@@ -24,6 +24,7 @@ import time
 from django.utils import timezone
 
 from backups.jobs import BackupServiceJob, _plan_parts
+from backups.runs import policy_parts
 from backups.tiers import repository
 from portal.choices import Verb
 from portal.notify import fill, notify
@@ -32,7 +33,7 @@ from stacks import engine
 from stacks.models import Service
 
 from .choices import ItemKind, RecordStatus
-from .cleaners import CleanupError, Context, measure, remove
+from .cleaners import CleanupError, Context, RowsArchive, measure, remove
 from .models import CleanupRecord, RetentionSetting
 from .policies import cleanup_settings, environment_items, global_settings
 
@@ -207,8 +208,12 @@ class RetentionCleanupJob(BackupServiceJob):
                 backups = self.backup_first(environment, doomed)
                 for index, (item, record) in enumerate(doomed):
                     self.check_cancel()
+                    if item.strategy == "archive_then_delete" and not self.archive(
+                        ctx, item, record
+                    ):
+                        continue
                     self.remove_item(ctx, item, record, now)
-                    if backups.get(item.service):
+                    if backups.get(item.service) and not record.backup_record_id:
                         record.backup_record_id = backups[item.service]
                         record.save(update_fields=["backup_record"])
                     self.progress(50 + 50 * (index + 1) / max(len(doomed), 1), item.key)
@@ -274,6 +279,7 @@ class RetentionCleanupJob(BackupServiceJob):
         for key in ("matched", "matched_bytes", "kept", "kept_bytes"):
             setattr(record, key, found.get(key))
         record.bytes_estimated = bool(found.get("bytes_estimated"))
+        record.detail = found.get("detail") or {}
         record.oldest = found.get("oldest")
         record.newest = found.get("newest")
         record.save()
@@ -312,6 +318,59 @@ class RetentionCleanupJob(BackupServiceJob):
         self.log.info(
             f"{item.key}: removed {record.removed}, freed {_size(record.freed_bytes)}"
         )
+
+    def archive(self, ctx, item, record):
+        """Archive the rows ``record`` found old into every storage tier and
+        verify the first; return whether they may be deleted now."""
+        environment = ctx.environment
+        try:
+            tiers, _type = policy_parts(environment, {})
+        except PlanError as exc:
+            return self._failed(record, item, f"archive_then_delete: {exc}")
+        service = Service.objects.select_related("stack").get(name=item.service)
+        archive = RowsArchive(ctx, item, record, self.check_cancel)
+        self.log.info(
+            f"{item.key}: archiving {record.matched} row(s) to {tiers[0].name}"
+        )
+        try:
+            first = self.snapshot(
+                environment,
+                tiers[0],
+                service=service,
+                service_name=item.service,
+                stack_name=service.stack.name,
+                strategy_name="archive",
+                backup_type="full",
+                strategy=lambda progress: archive,
+            )
+            copies = [self.copy(first, tier, "full") for tier in tiers[1:]]
+            report = repository(tiers[0], environment).check()
+        except Exception as exc:  # noqa: BLE001  (recorded: nothing deleted)
+            return self._failed(record, item, f"archive failed, nothing deleted: {exc}")
+        failed = [c for c in copies if c.status != "succeeded"]
+        if not report.ok or failed:
+            return self._failed(
+                record,
+                item,
+                "the archive could not be verified in every tier; nothing deleted",
+            )
+        first.verified = timezone.now()
+        first.save(update_fields=["verified"])
+        record.backup_record = first
+        record.save(update_fields=["backup_record"])
+        self.log.info(
+            f"{item.key}: archive #{first.pk} (snapshot {first.snapshot_id[:8]}) "
+            f"verified in {tiers[0].name}, copied to "
+            f"{', '.join(t.name for t in tiers[1:]) or 'no other tier'}"
+        )
+        return True
+
+    def _failed(self, record, item, text):
+        record.status = RecordStatus.FAILED
+        record.error = text
+        record.save(update_fields=["status", "error"])
+        self.log.error(f"{item.key}: {text}")
+        return False
 
     def backup_first(self, environment, doomed):
         """Back up and verify every service that loses data; return
