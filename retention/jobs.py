@@ -161,7 +161,14 @@ class RetentionCleanupJob(BackupServiceJob):
             raise
         seconds = time.monotonic() - started
         result["seconds"] = round(seconds, 2)
-        if not dry_run:
+        if result["failed"] and not dry_run:
+            send(
+                "cleanup_failed",
+                environment,
+                {"error_details": "\n".join(result["failed"])},
+                self.log,
+            )
+        elif not dry_run:
             send(
                 "cleanup_completed",
                 environment,
