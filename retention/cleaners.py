@@ -9,8 +9,9 @@ kind            how
 ==============  ============================================================
 rows            ``psql`` in the service's container: counts, bytes
                 (``pg_column_size``), oldest and newest by the date column;
-                deletes ``batch_size`` rows per statement (its own
-                transaction, so row locks are held for one batch only)
+                deletes about ``batch_size`` rows per statement, a range of
+                pages at a time (its own transaction: row locks are held for
+                one batch only, the table is never locked)
 keys            one Lua script per ``SCAN`` step in the Redis container: a
                 key's age is its idle time (``OBJECT IDLETIME``), its bytes
                 ``MEMORY USAGE``; old keys are ``UNLINK``\\ ed, younger keys
@@ -197,20 +198,32 @@ def _rows_measure(ctx, item, cutoff):
 
 
 def _rows_remove(ctx, item, cutoff, measured):
+    """Delete the old rows a few pages at a time (a TID range scan reads
+    only those pages), each batch its own statement and transaction: row
+    locks are held for one batch, the table is never locked, and no batch
+    rescans what earlier ones left behind. A last pass catches rows that
+    moved past the pages counted at the start."""
     pg = _Postgres(ctx, item)
     batch = int(item.settings.get("batch_size") or DEFAULT_BATCH)
     old = _cutoff_sql(cutoff)
+    pages = int(
+        pg.psql(
+            f"SELECT pg_relation_size('{pg.regclass}') / "
+            "current_setting('block_size')::int"
+        )
+    )
+    rows = (getattr(measured, "matched", 0) or 0) + (getattr(measured, "kept", 0) or 0)
+    step = max(1, batch * max(pages, 1) // max(rows, 1))
     removed = freed = batches = 0
     longest = 0.0
-    while True:
+
+    def run(where):
+        nonlocal removed, freed, batches, longest
         ctx.check_cancel()
         started = time.monotonic()
-        # One statement, one transaction: the rows of one batch are locked
-        # while it runs, never the table.
         line = pg.psql(
-            f"WITH doomed AS (DELETE FROM {pg.table} t WHERE t.ctid = ANY(ARRAY("
-            f"SELECT ctid FROM {pg.table} WHERE {pg.column} < {old} LIMIT {batch}"
-            f")) RETURNING pg_column_size(t.*) AS size) "
+            f"WITH doomed AS (DELETE FROM {pg.table} t WHERE {where} "
+            f"RETURNING pg_column_size(t.*) AS size) "
             f"SELECT count(*), coalesce(sum(size), 0) FROM doomed"
         )
         longest = max(longest, time.monotonic() - started)
@@ -218,18 +231,35 @@ def _rows_remove(ctx, item, cutoff, measured):
         removed += count
         freed += size
         batches += 1
-        if count < batch:
-            break
+        return count
+
+    for first in range(0, pages, step):
+        run(
+            f"t.ctid >= '({first},0)'::tid AND t.ctid < '({first + step},0)'::tid "
+            f"AND t.{pg.column} < {old}"
+        )
+    while (
+        run(
+            f"t.ctid = ANY(ARRAY(SELECT ctid FROM {pg.table} WHERE {pg.column} < "
+            f"{old} LIMIT {batch}))"
+        )
+        >= batch
+    ):
+        pass
     if item.settings.get("vacuum"):
         pg.psql(f"VACUUM ANALYZE {pg.table}")
     ctx.log.info(
-        f"{item.key}: {removed} row(s) deleted in {batches} batch(es) of at most "
-        f"{batch}; longest batch {longest:.3f} s"
+        f"{item.key}: {removed} row(s) deleted in {batches} batch(es) of "
+        f"{step} page(s) (about {batch} rows); longest batch {longest:.3f} s"
     )
     return {
         "removed": removed,
         "freed_bytes": freed,
-        "detail": {"batches": batches, "longest_batch_s": round(longest, 4)},
+        "detail": {
+            "batches": batches,
+            "pages_per_batch": step,
+            "longest_batch_s": round(longest, 4),
+        },
     }
 
 

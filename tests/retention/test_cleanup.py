@@ -214,12 +214,19 @@ def test_backup_before_cleanup_is_verified_before_the_first_delete(
     RetentionItem.objects.filter(policy__service="postgres").exclude(
         name="logs"
     ).delete()
+    # Small batches: many statements, each its own transaction.
+    RetentionItem.objects.filter(policy__service="postgres", name="logs").update(
+        settings={"batch_size": 7}
+    )
     operation = run_inline(
         request_cleanup(env, user=operator, service="postgres", enqueue=False)
     )
     assert operation.status == "succeeded", operation.error
     assert row_counts(docker_client, pg) == "0|25|3"
     record = CleanupRecord.objects.get(operation=operation, item="postgres/tables/logs")
+    # 68 rows on 2 pages: a page per batch, and a last pass.
+    assert record.removed == 40 and record.detail["pages_per_batch"] == 1
+    assert record.detail["batches"] >= 3
     backup = BackupRecord.objects.get(pk=record.backup_record_id)
     assert backup.status == "succeeded" and backup.verified is not None
     assert backup.operation_id == operation.pk
