@@ -216,6 +216,7 @@ def _rows_remove(ctx, item, cutoff, measured):
     step = max(1, batch * max(pages, 1) // max(rows, 1))
     removed = freed = batches = 0
     longest = 0.0
+    began = time.monotonic()
 
     def run(where):
         nonlocal removed, freed, batches, longest
@@ -259,6 +260,7 @@ def _rows_remove(ctx, item, cutoff, measured):
             "batches": batches,
             "pages_per_batch": step,
             "longest_batch_s": round(longest, 4),
+            "delete_s": round(time.monotonic() - began, 3),
         },
     }
 
@@ -430,16 +432,24 @@ def _keys_remove(ctx, item, cutoff, measured):
 
 # -- files in a volume --------------------------------------------------------
 
-# "$1": old|young|delete, "$2": the folder, then find's tests. No user
-# string is part of the script itself.
+# "$1": old|young|delete|delete-pruned, "$2": the folder, then find's tests.
+# No user string is part of the script itself. GNU find deletes in its own
+# walk (-printf the size, then -delete) unless the tests prune (-delete
+# implies -depth, which ignores -prune); BusyBox find has no -delete: each
+# batch of names is measured (stat), then removed (rm).
 _FILES_SCRIPT = r"""
 mode="$1"; base="$2"; shift 2
 [ -d "$base" ] || { echo "0 0 -1 -1"; exit 0; }
-if [ "$mode" = delete ]; then
-  # One walk: each batch of names is measured, then removed (not -delete,
-  # which implies -depth and would ignore the prunes).
+if [ "$mode" = delete ] && find --version 2>/dev/null | grep -q GNU; then
+  find "$base" "$@" -printf '%s\n' -delete |
+    awk '{n++; b+=$1} END {printf "%d %d\n", n, b}'
+elif [ "$mode" = delete ] || [ "$mode" = delete-pruned ]; then
   find "$base" "$@" -exec sh -c 'stat -c %s "$@" && rm -f "$@"' sh {} + |
     awk '{n++; b+=$1} END {printf "%d %d\n", n, b}'
+elif find --version 2>/dev/null | grep -q GNU; then
+  find "$base" "$@" -printf '%T@ %s\n' | awk '
+    {t = int($1); n++; b+=$2; if (min == "" || t < min) min = t; if (t > max) max = t}
+    END {printf "%d %d %s %s\n", n, b, (min == "" ? -1 : min), (max == "" ? -1 : max)}'
 else
   find "$base" "$@" -exec stat -c '%Y %s' {} + | awk '
     {n++; b+=$2; if (min == "" || $1 < min) min = $1; if ($1 > max) max = $1}
@@ -485,7 +495,10 @@ def _files_run(ctx, item, mode, *, young=False):
         owner=ctx.owner,
         mounts=[
             engine.MountSpec(
-                type="volume", target=DATA, source=volume, read_only=mode != "delete"
+                type="volume",
+                target=DATA,
+                source=volume,
+                read_only=not mode.startswith("delete"),
             )
         ],
         timeout=6 * 3600,
@@ -510,7 +523,8 @@ def _files_measure(ctx, item, cutoff):
 
 
 def _files_remove(ctx, item, cutoff, measured):
-    count, size = _files_run(ctx, item, "delete")[:2]
+    mode = "delete-pruned" if item.excludes else "delete"
+    count, size = _files_run(ctx, item, mode)[:2]
     return {"removed": count, "freed_bytes": size}
 
 
