@@ -20,7 +20,9 @@ keys            one Lua script per ``SCAN`` step in the Redis container: a
 files           ``find`` in a helper container with the volume mounted (not
                 file by file over the API): ``-mmin +<days * 1440>``, the
                 item's path, name patterns, and the paths and patterns of
-                more specific items pruned
+                more specific items left out; GNU find measures and deletes
+                in its walk (``-printf``, ``-delete``), BusyBox's through
+                ``stat`` and ``rm`` per batch of names
 collections     Qdrant's API (``GET /collections``, ``DELETE
                 /collections/{name}``) from a helper on the service's
                 network; a collection's age is the time since the portal
@@ -432,18 +434,17 @@ def _keys_remove(ctx, item, cutoff, measured):
 
 # -- files in a volume --------------------------------------------------------
 
-# "$1": old|young|delete|delete-pruned, "$2": the folder, then find's tests.
-# No user string is part of the script itself. GNU find deletes in its own
-# walk (-printf the size, then -delete) unless the tests prune (-delete
-# implies -depth, which ignores -prune); BusyBox find has no -delete: each
-# batch of names is measured (stat), then removed (rm).
+# "$1": old|young|delete, "$2": the folder, then find's tests. No user
+# string is part of the script itself. GNU find measures and deletes in its
+# own walk (-printf, -delete); BusyBox find has neither: each batch of names
+# is measured (stat), then removed (rm).
 _FILES_SCRIPT = r"""
 mode="$1"; base="$2"; shift 2
 [ -d "$base" ] || { echo "0 0 -1 -1"; exit 0; }
 if [ "$mode" = delete ] && find --version 2>/dev/null | grep -q GNU; then
   find "$base" "$@" -printf '%s\n' -delete |
     awk '{n++; b+=$1} END {printf "%d %d\n", n, b}'
-elif [ "$mode" = delete ] || [ "$mode" = delete-pruned ]; then
+elif [ "$mode" = delete ]; then
   find "$base" "$@" -exec sh -c 'stat -c %s "$@" && rm -f "$@"' sh {} + |
     awk '{n++; b+=$1} END {printf "%d %d\n", n, b}'
 elif find --version 2>/dev/null | grep -q GNU; then
@@ -458,18 +459,19 @@ fi
 """
 
 
+def _glob_escape(text):
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
 def find_tests(item, days, *, young=False):
-    """Return find's arguments after the folder: prunes, names, age."""
+    """Return the folder and find's tests after it: files only, not in the
+    folders more specific items take (``! -path``: unlike ``-prune`` it
+    holds with ``-delete``, which implies ``-depth``), the name patterns,
+    the age."""
     base = f"{DATA}/{item.path}".rstrip("/")
-    args = []
-    if item.excludes:
-        args += ["("]
-        for index, path in enumerate(item.excludes):
-            if index:
-                args.append("-o")
-            args += ["-path", f"{DATA}/{path}"]
-        args += [")", "-prune", "-o"]
-    args += ["-type", "f"]
+    args = ["-type", "f"]
+    for path in item.excludes:
+        args += ["!", "-path", f"{_glob_escape(f'{DATA}/{path}')}/*"]
     if item.patterns:
         args.append("(")
         for index, pattern in enumerate(item.patterns):
@@ -523,8 +525,7 @@ def _files_measure(ctx, item, cutoff):
 
 
 def _files_remove(ctx, item, cutoff, measured):
-    mode = "delete-pruned" if item.excludes else "delete"
-    count, size = _files_run(ctx, item, mode)[:2]
+    count, size = _files_run(ctx, item, "delete")[:2]
     return {"removed": count, "freed_bytes": size}
 
 

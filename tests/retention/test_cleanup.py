@@ -236,3 +236,34 @@ def test_backup_before_cleanup_is_verified_before_the_first_delete(
     verified = next(i for i, t in enumerate(lines) if "verified before" in t)
     deleted = next(i for i, t in enumerate(lines) if "row(s) deleted" in t)
     assert verified < deleted
+
+
+def test_gnu_find_measures_and_deletes_in_its_own_walk(
+    backup_environment, cache_volume, operator, docker_client
+):
+    """With a Debian helper image (GNU find: -printf, -delete) the same
+    files go and stay as with BusyBox's find."""
+    env = backup_environment
+    env.settings = {**env.settings, "helper_image": "stackportal/base:local"}
+    env.save()
+    no_backup_first(env)
+    dry = run_inline(
+        request_cleanup(
+            env, user=operator, service="multimodal-worker", dry_run=True,
+            enqueue=False,
+        )
+    )  # fmt: skip
+    assert dry.status == "succeeded", dry.error
+    planned = {r.item: r for r in CleanupRecord.objects.filter(operation=dry)}
+    whole = planned["volumes/multimodal_cache"]
+    assert (whole.matched, whole.kept, whole.matched_bytes) == (3, 3, 1500)
+    assert whole.oldest <= whole.newest
+    real = run_inline(
+        request_cleanup(env, user=operator, service="multimodal-worker", enqueue=False)
+    )
+    assert real.status == "succeeded", real.error
+    left = file_counts(docker_client, cache_volume)
+    assert sorted(left) == sorted(
+        [f"./logs/error/mid{i}.log" for i in (1, 2, 3)]
+        + [f"./images/new{i}.png" for i in (1, 2, 3)]
+    )
