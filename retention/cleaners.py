@@ -49,10 +49,22 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import quote
 
+import botocore.exceptions
+from django.utils import timezone
+
+from backups.models import BackupRecord, BackupStrategy
+from backups.restic import ResticError
+from backups.strategies import BackupContext
+from backups.strategies.base import checked
+from backups.strategies.minio import MinioStrategy
+from backups.tiers import BackupError, repository
+from backups.volumes import clear_stale_locks
 from stacks import engine
+from stacks.models import Service
 from stacks.secrets import MissingSecret, environ_for, resolve
 
 from .choices import ItemKind
+from .models import CollectionSighting, RetentionPolicy
 
 __all__ = ["CleanupError", "Context", "RowsArchive", "measure", "remove", "s3_client"]
 
@@ -77,8 +89,6 @@ class Context:
 
     def container(self, service_name):
         """Return the id of ``service_name``'s running container."""
-        from stacks.models import Service
-
         service = Service.objects.select_related("stack").filter(name=service_name)
         service = service.first()
         if service is None:
@@ -289,8 +299,6 @@ class RowsArchive:
         }
 
     def backup(self, repository, *, tags, host):
-        from backups.strategies.base import checked
-
         pg = self.pg
         sql = (
             f"COPY (SELECT * FROM {pg.table} WHERE {pg.column} < "
@@ -343,8 +351,6 @@ return {reply[1], old, old_bytes, young, young_bytes, oldest, newest, expiring}
 
 
 def _redis_environ(item):
-    from retention.models import RetentionPolicy
-
     policy = RetentionPolicy.objects.filter(service=item.service).first()
     reference = (policy.settings or {}).get("password") if policy else None
     return reference
@@ -547,8 +553,6 @@ _STATUS_RE = re.compile(rb"^HTTP/\d\.\d (\d{3})")
 def _api(ctx, item, default_port):
     """Yield ``request(method, path, body=None)`` for ``item``'s service API,
     sent from a helper container on the service's network."""
-    from .models import RetentionPolicy
-
     container = ctx.container(item.service)
     attrs = ctx.client.api.inspect_container(container)
     networks = sorted((attrs["NetworkSettings"].get("Networks") or {}).keys())
@@ -619,8 +623,6 @@ def _matches(name, item):
 def _collections(ctx, item, cutoff, request):
     """Return [(name, first seen, points)] of the item's collections; record
     when each was first seen (Qdrant reports no creation time)."""
-    from .models import CollectionSighting
-
     listed = (request("GET", "/collections").get("result") or {}).get(
         "collections"
     ) or []
@@ -661,8 +663,6 @@ def _collections_measure(ctx, item, cutoff):
 
 
 def _collections_remove(ctx, item, cutoff, measured):
-    from .models import CollectionSighting
-
     removed = []
     with _api(ctx, item, 6333) as request:
         for name, first_seen, _points in _collections(ctx, item, cutoff, request):
@@ -734,12 +734,6 @@ def _indices_remove(ctx, item, cutoff, measured):
 
 def s3_client(ctx, item):
     """Return (boto3 client, bucket, prefix): the backups' MinIO client."""
-    from backups.models import BackupStrategy
-    from backups.strategies import BackupContext
-    from backups.strategies.minio import MinioStrategy
-    from backups.tiers import BackupError
-    from stacks.models import Service
-
     service = Service.objects.select_related("stack").get(name=item.service)
     strategy = BackupStrategy.objects.filter(service=item.service).first()
     if strategy is None:
@@ -764,8 +758,6 @@ def s3_client(ctx, item):
 
 
 def _objects(client, bucket, prefix):
-    import botocore.exceptions
-
     paginator = client.get_paginator("list_objects_v2")
     try:
         for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
@@ -804,8 +796,6 @@ def _objects_measure(ctx, item, cutoff):
 
 
 def _objects_remove(ctx, item, cutoff, measured):
-    import botocore.exceptions
-
     client, bucket, prefix = s3_client(ctx, item)
     doomed = [
         (entry["Key"], entry.get("Size") or 0)
@@ -834,8 +824,6 @@ def _objects_remove(ctx, item, cutoff, measured):
 def _snapshot_records(ctx, item, cutoff):
     """Return (old, young) good backup records of the item's service; the
     newest of each tier and strategy always stays."""
-    from backups.models import BackupRecord
-
     records = list(
         BackupRecord.objects.filter(
             environment=ctx.environment,
@@ -880,12 +868,6 @@ def _snapshots_measure(ctx, item, cutoff):
 
 
 def _snapshots_remove(ctx, item, cutoff, measured):
-    from django.utils import timezone
-
-    from backups.restic import ResticError
-    from backups.tiers import BackupError, repository
-    from backups.volumes import clear_stale_locks
-
     old, _young = _snapshot_records(ctx, item, cutoff)
     by_tier = {}
     for record in old:

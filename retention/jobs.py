@@ -24,6 +24,7 @@ import time
 from django.utils import timezone
 
 from backups.jobs import BackupServiceJob, _plan_parts
+from backups.models import BackupStrategy
 from backups.runs import policy_parts
 from backups.tiers import repository
 from portal.choices import Verb
@@ -34,7 +35,7 @@ from stacks.models import Service
 
 from .choices import ItemKind, RecordStatus
 from .cleaners import CleanupError, Context, RowsArchive, measure, remove
-from .models import CleanupRecord, RetentionSetting
+from .models import CleanupRecord, RetentionPolicy, RetentionSetting
 from .policies import cleanup_settings, environment_items, global_settings
 
 __all__ = ["RetentionCleanupJob", "cleanup_plan", "flag"]
@@ -53,8 +54,6 @@ def cleanup_plan(environment, parameters):
     ``parameters["service"]``); raise PlanError when there is nothing."""
     name = parameters.get("service") or None
     if name is not None and not Service.objects.filter(name=name).exists():
-        from .models import RetentionPolicy
-
         if not RetentionPolicy.objects.filter(service=name).exists():
             raise PlanError(f"No service or retention policy {name!r}.")
     items = environment_items(environment, service=name)
@@ -386,7 +385,6 @@ class RetentionCleanupJob(BackupServiceJob):
         settings = cleanup_settings(environment)
         if not settings.backup_before_cleanup or not doomed:
             return {}
-        from backups.models import BackupStrategy
 
         found = {}
         names = sorted({i.service for i, _r in doomed if i.kind != ItemKind.SNAPSHOTS})

@@ -23,6 +23,7 @@ from django.core.management.base import CommandError
 from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 
+from backups.models import BackupStrategy
 from portal.choices import Verb
 from portal.management.base import OperationCommand
 from portal.permissions import require
@@ -32,7 +33,7 @@ from stacks.models import Service
 from ...jobs import KIND
 from ...models import CleanupRecord
 from ...operations import scheduled_window
-from ...policies import cleanup_settings
+from ...policies import cleanup_settings, environment_items
 from ...status import item_rows, last_runs, next_run
 
 
@@ -244,10 +245,6 @@ class Command(OperationCommand):
     # -- backup ------------------------------------------------------------------
 
     def do_backup(self, environment, options):
-        from backups.models import BackupStrategy
-
-        from ...policies import environment_items
-
         items = environment_items(environment, service=options.get("service"))
         names = sorted({i.service for i in items if i.deletes and i.service})
         with_strategy = set(
