@@ -181,3 +181,37 @@ def test_a_cleanup_notifies_start_and_completion_or_failure(imported, settings):
     mail.outbox.clear()
     run_inline(request_cleanup(demo, user=admin, service="prometheus", enqueue=False))
     assert mail.outbox == []
+
+
+def test_metrics_report_freed_bytes_pending_items_and_last_runs(
+    client, imported, settings
+):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    settings.PORTAL_METRICS_TOKEN = "retention-metrics-token"
+    from django.contrib.auth import get_user_model
+
+    root = get_user_model().objects.get(username="root")
+    done = request_cleanup(imported, user=root, service="postgres", dry_run=True)
+    record(imported, "postgres/tables/logs", "postgres", operation=done,
+           matched=40, removed=40, freed_bytes=9000, dry_run=False)  # fmt: skip
+    record(imported, "redis/keys/session_cache", "redis", kind="keys",
+           matched=12, status="planned", dry_run=True)  # fmt: skip
+    response = client.get(
+        reverse("portal:metrics"),
+        HTTP_AUTHORIZATION="Bearer retention-metrics-token",
+    )
+    found = {}
+    for family in text_string_to_metric_families(response.content.decode()):
+        for sample in family.samples:
+            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    labels = (("environment", "staging"), ("service", "postgres"))
+    assert found[("portal_retention_freed_bytes_total", labels)] == 9000
+    assert found[("portal_retention_removed_total", labels)] == 40
+    pending = (
+        ("environment", "staging"),
+        ("item", "redis/keys/session_cache"),
+        ("kind", "keys"),
+        ("service", "redis"),
+    )
+    assert found[("portal_retention_pending", pending)] == 12
