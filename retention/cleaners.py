@@ -66,7 +66,15 @@ from stacks.secrets import MissingSecret, environ_for, resolve
 from .choices import ItemKind
 from .models import CollectionSighting, RetentionPolicy
 
-__all__ = ["CleanupError", "Context", "RowsArchive", "measure", "remove", "s3_client"]
+__all__ = [
+    "CleanupError",
+    "Context",
+    "NotThere",
+    "RowsArchive",
+    "measure",
+    "remove",
+    "s3_client",
+]
 
 DEFAULT_BATCH = 5000
 KEY_SCAN_COUNT = 1000
@@ -75,6 +83,11 @@ DATA = "/data"
 
 class CleanupError(Exception):
     """A cleaner could not measure or delete; the message says why."""
+
+
+class NotThere(CleanupError):
+    """The item's data is not there to clean: its service is not running,
+    its volume does not exist yet. The item is skipped, not failed."""
 
 
 @dataclass
@@ -98,7 +111,7 @@ class Context:
         )
         state = states.get(service_name)
         if state is None or state.state != "running":
-            raise CleanupError(
+            raise NotThere(
                 f"{service_name} has no running container in "
                 f"{self.environment.name}; start it to clean it up."
             )
@@ -112,7 +125,7 @@ class Context:
             labels = volume.get("Labels") or {}
             if labels.get(engine.labels.COMPOSE_VOLUME) == key:
                 return volume["Name"]
-        raise CleanupError(
+        raise NotThere(
             f"Volume {key} does not exist in {self.environment.name} (start the "
             "service that mounts it first)."
         )

@@ -34,7 +34,14 @@ from stacks import engine
 from stacks.models import Service
 
 from .choices import ItemKind, RecordStatus
-from .cleaners import CleanupError, Context, RowsArchive, measure, remove
+from .cleaners import (
+    CleanupError,
+    Context,
+    NotThere,
+    RowsArchive,
+    measure,
+    remove,
+)
 from .models import CleanupRecord, RetentionPolicy, RetentionSetting
 from .policies import cleanup_settings, environment_items, global_settings
 
@@ -269,6 +276,8 @@ class RetentionCleanupJob(BackupServiceJob):
         clock = time.monotonic()
         try:
             found = measure(ctx, item, cutoff)
+        except NotThere as exc:
+            found = {"skipped": str(exc)}
         except (CleanupError, engine.EngineError) as exc:
             record.status = RecordStatus.FAILED
             record.error = str(exc)

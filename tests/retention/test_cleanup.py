@@ -267,3 +267,44 @@ def test_gnu_find_measures_and_deletes_in_its_own_walk(
         [f"./logs/error/mid{i}.log" for i in (1, 2, 3)]
         + [f"./images/new{i}.png" for i in (1, 2, 3)]
     )
+
+
+def test_a_failed_item_fails_the_run_and_notifies_it(
+    running, docker_client, operator, settings
+):
+    """An item that cannot be measured (no date column) fails, the others
+    are still handled, and cleanup_failed names it; a stopped service's
+    items are skipped, not failed."""
+    from django.core import mail
+
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    env = running("postgres")
+    no_backup_first(env)
+    pg = container_of(env, docker_client, "postgres")
+    psql(docker_client, pg, "CREATE TABLE logs (id int)")
+    failed = run_inline(
+        request_cleanup(env, user=operator, service="postgres", enqueue=False)
+    )
+    assert failed.status == "failed"
+    assert "postgres/tables/logs" in failed.error and "created_at" in failed.error
+    assert [m.subject for m in mail.outbox] == [
+        f"Data Cleanup Started - {env.name}",
+        f"Data Cleanup Failed - {env.name}",
+    ]
+    assert "postgres/tables/logs" in mail.outbox[1].body
+    records = {r.item: r for r in CleanupRecord.objects.filter(operation=failed)}
+    assert records["postgres/tables/logs"].status == "failed"
+    assert records["postgres/tables/sessions"].status == "skipped"
+
+    # redis is not running: skipped, with the reason; the run succeeds.
+    mail.outbox.clear()
+    skipped = run_inline(
+        request_cleanup(env, user=operator, service="redis", enqueue=False)
+    )
+    assert skipped.status == "succeeded", skipped.error
+    session = CleanupRecord.objects.get(
+        operation=skipped, item="redis/keys/session_cache"
+    )
+    assert session.status == "skipped"
+    assert "redis has no running container" in session.detail["note"]
+    assert mail.outbox[-1].subject == f"Data Cleanup Completed - {env.name}"

@@ -144,7 +144,7 @@ def test_status_shows_each_item_and_where_its_days_come_from(imported):
 
 @pytest.mark.docker
 @pytest.mark.django_db(transaction=True)
-def test_a_cleanup_notifies_start_and_completion_or_failure(imported, settings):
+def test_a_cleanup_notifies_its_start_and_completion(imported, settings):
     from django.contrib.auth import get_user_model
 
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
@@ -163,17 +163,6 @@ def test_a_cleanup_notifies_start_and_completion_or_failure(imported, settings):
     ]
     assert "Services processed: none" in mail.outbox[1].body
     assert mail.outbox[0].to == ["admin@example.com"]
-    # postgres is not running in demo here: its items cannot be measured.
-    mail.outbox.clear()
-    failed = run_inline(
-        request_cleanup(demo, user=admin, service="postgres", enqueue=False)
-    )
-    assert failed.status == "failed"
-    assert [m.subject for m in mail.outbox] == [
-        "Data Cleanup Started - demo",
-        "Data Cleanup Failed - demo",
-    ]
-    assert "postgres/tables/logs" in mail.outbox[1].body
     # Notifications off: none.
     glob = RetentionSetting.objects.get(key="global")
     glob.value["notifications"]["enabled"] = False
