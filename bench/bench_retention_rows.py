@@ -37,7 +37,9 @@ from bench_stack_start import (  # noqa: E402
     setup_django,
 )
 
+# The container's /dev/shm (64 MB) is too small for a parallel index build.
 SEED = """
+SET max_parallel_maintenance_workers = 0;
 CREATE TABLE logs (id bigserial PRIMARY KEY, created_at timestamptz NOT NULL,
                    body text);
 INSERT INTO logs (created_at, body)
