@@ -308,3 +308,36 @@ def test_a_failed_item_fails_the_run_and_notifies_it(
     assert session.status == "skipped"
     assert "redis has no running container" in session.detail["note"]
     assert mail.outbox[-1].subject == f"Data Cleanup Completed - {env.name}"
+
+
+def test_the_commands_dry_run_and_back_up_what_the_policies_delete(
+    running, docker_client, operator
+):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    env = running("postgres")
+    pg = container_of(env, docker_client, "postgres")
+    psql(docker_client, pg, ROWS)
+    out = StringIO()
+    call_command(
+        "retention", "test", "--env", env.name, "--service", "postgres",
+        "--user", operator.username, stdout=out,
+    )  # fmt: skip
+    text = out.getvalue()
+    lines = [line for line in text.splitlines() if line.startswith("postgres/")]
+    logs = next(line for line in lines if line.startswith("postgres/tables/logs "))
+    assert logs.split()[1:3] == ["planned", "40"]
+    assert any(line.split()[1] == "skipped" for line in lines)
+    assert row_counts(docker_client, pg) == "40|25|3"
+
+    out = StringIO()
+    call_command(
+        "retention", "backup", "--env", env.name, "--service", "postgres",
+        "--user", operator.username, stdout=out,
+    )  # fmt: skip
+    assert BackupRecord.objects.filter(
+        environment=env, service_name="postgres", status="succeeded"
+    ).exists()
+    assert row_counts(docker_client, pg) == "40|25|3"
