@@ -27,7 +27,8 @@ from backups.jobs import BackupServiceJob, _plan_parts
 from backups.models import BackupStrategy
 from backups.runs import policy_parts
 from backups.tiers import repository
-from portal.choices import Verb
+from portal.choices import OperationStatus, Verb
+from portal.models import Operation
 from portal.notify import fill, notify
 from portal.operations import OperationFailed, PlanError, register
 from stacks import engine
@@ -111,6 +112,26 @@ def send(event, environment, fields, log):
     return delivery
 
 
+def estimate(environment):
+    """Return how long the last real cleanup of ``environment`` took, in words."""
+    last = (
+        Operation.objects.filter(
+            environment=environment,
+            kind=KIND,
+            status=OperationStatus.SUCCEEDED,
+            started__isnull=False,
+            finished__isnull=False,
+        )
+        .exclude(parameters__dry_run=True)
+        .order_by("-finished")
+        .first()
+    )
+    if last is None:
+        return "unknown (no earlier cleanup)"
+    seconds = (last.finished - last.started).total_seconds()
+    return f"about {seconds:.0f} s (the last cleanup's time)"
+
+
 def _size(value):
     value = float(value or 0)
     for unit in ("B", "KiB", "MiB", "GiB"):
@@ -153,7 +174,7 @@ class RetentionCleanupJob(BackupServiceJob):
                 environment,
                 {
                     "services_list": "\n".join(f"- {s}" for s in services),
-                    "estimated_time": "a few minutes",
+                    "estimated_time": estimate(environment),
                 },
                 self.log,
             )

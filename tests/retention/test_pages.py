@@ -162,6 +162,12 @@ def test_a_cleanup_notifies_its_start_and_completion(imported, settings):
         "Data Cleanup Completed - demo",
     ]
     assert "Services processed: none" in mail.outbox[1].body
+    assert "Estimated cleanup time: unknown (no earlier cleanup)" in (
+        mail.outbox[0].body
+    )
+    mail.outbox.clear()
+    run_inline(request_cleanup(demo, user=admin, service="prometheus", enqueue=False))
+    assert "Estimated cleanup time: about " in mail.outbox[0].body
     assert mail.outbox[0].to == ["admin@example.com"]
     # Notifications off: none.
     glob = RetentionSetting.objects.get(key="global")
