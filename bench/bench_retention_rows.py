@@ -37,18 +37,19 @@ from bench_stack_start import (  # noqa: E402
     setup_django,
 )
 
-# The container's /dev/shm (64 MB) is too small for a parallel index build.
-SEED = """
-SET max_parallel_maintenance_workers = 0;
-CREATE TABLE logs (id bigserial PRIMARY KEY, created_at timestamptz NOT NULL,
-                   body text);
-INSERT INTO logs (created_at, body)
-  SELECT CASE WHEN i % 2 = 0 THEN now() - interval '20 days' ELSE now() END
-           - (i % 1000) * interval '1 second',
-         repeat('x', 100)
-  FROM generate_series(1, {rows}) i;
-CREATE INDEX logs_created_at ON logs (created_at);
-"""
+# One statement per psql call; the container's /dev/shm (64 MB) is too
+# small for a parallel index build.
+SEED = [
+    "CREATE TABLE logs (id bigserial PRIMARY KEY, created_at timestamptz NOT NULL, "
+    "body text)",
+    "INSERT INTO logs (created_at, body) "
+    "SELECT CASE WHEN i % 2 = 0 THEN now() - interval '20 days' ELSE now() END "
+    "- (i % 1000) * interval '1 second', repeat('x', 100) "
+    "FROM generate_series(1, {rows}) i",
+    "SET max_parallel_maintenance_workers = 0; "
+    "CREATE INDEX logs_created_at ON logs (created_at)",
+    "VACUUM ANALYZE logs",
+]
 
 
 def psql(client, container, sql):
@@ -146,8 +147,8 @@ def main():
         container = engine.service_states(client, env.project_name(core))["postgres"].id
         print(f"seeding {args.rows} rows ...", flush=True)
         started = time.perf_counter()
-        psql(client, container, SEED.format(rows=args.rows))
-        psql(client, container, "VACUUM ANALYZE logs")
+        for statement in SEED:
+            psql(client, container, statement.format(rows=args.rows))
         print(f"seeded in {time.perf_counter() - started:.1f}s", flush=True)
         probe = Probe(container)
         probe.start()
