@@ -181,6 +181,7 @@ def test_a_plan_gone_stale_stops_before_anything_is_touched(
         names.add(b"PG_VERSION" in chunk)
     assert True in names
 
+
 def test_bad_requests_are_refused_before_anything_exists(two, operator):
     first, _second = two
     with pytest.raises(ValueError, match="Unknown data type 'everything'"):
