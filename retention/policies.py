@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
 from stacks.config import effective_service
-from stacks.models import Service, Volume
+from stacks.models import Service, ServiceOverride, Volume
 
 from .choices import (
     FILE_STRATEGIES,
@@ -225,23 +225,43 @@ def cleanup_settings(environment, *, glob=None):
     )
 
 
-def service_volumes(service, environment):
-    """Return the named volumes ``service`` mounts in ``environment``."""
-    known = set(Volume.objects.values_list("name", flat=True))
+def _named(entries, known):
     found = []
-    for entry in effective_service(service, environment).get("volumes") or []:
+    for entry in entries or []:
         source = str(entry).split(":", 1)[0]
         if source in known and source not in found:
             found.append(source)
     return found
 
 
-def _mounted_by(environment, services):
-    """Return {volume: [service names mounting it]} in ``environment``."""
-    users = {}
+def service_volumes(service, environment):
+    """Return the named volumes ``service`` mounts in ``environment``."""
+    known = set(Volume.objects.values_list("name", flat=True))
+    return _named(effective_service(service, environment).get("volumes"), known)
+
+
+def _mounts(environment, services):
+    """Return {service name: [named volumes it mounts in ``environment``]}
+    in two queries (an override's ``volumes`` replaces the service's)."""
+    known = set(Volume.objects.values_list("name", flat=True))
+    overrides = {
+        o.service_id: o.values or {}
+        for o in ServiceOverride.objects.filter(environment=environment)
+    }
+    mounts = {}
     for service in services:
-        for volume in service_volumes(service, environment):
-            users.setdefault(volume, []).append(service.name)
+        override = overrides.get(service.pk, {})
+        entries = override["volumes"] if "volumes" in override else service.volumes
+        mounts[service.name] = _named(entries, known)
+    return mounts
+
+
+def _mounted_by(mounts):
+    """Return {volume: [service names mounting it]}."""
+    users = {}
+    for name, volumes in mounts.items():
+        for volume in volumes:
+            users.setdefault(volume, []).append(name)
     return users
 
 
@@ -277,7 +297,8 @@ def environment_items(environment, *, service=None):
     services = {
         s.name: s for s in Service.objects.select_related("stack").order_by("name")
     }
-    mounted = _mounted_by(environment, services.values())
+    mounts = _mounts(environment, services.values())
+    mounted = _mounted_by(mounts)
     items = []
     vacuum = {
         row.volume
@@ -302,11 +323,7 @@ def environment_items(environment, *, service=None):
             if kind == ItemKind.ROWS and policy.service in vacuumed:
                 item_settings["vacuum"] = True
             if kind == ItemKind.FILES and not item_settings.get("volume"):
-                found = (
-                    service_volumes(services[policy.service], environment)
-                    if policy.service in services
-                    else []
-                )
+                found = mounts.get(policy.service, [])
                 if len(found) == 1:
                     item_settings["volume"] = found[0]
                 elif not found:
