@@ -22,6 +22,7 @@ from retention.policies import environment_items
 from stacks import engine
 from stacks.models import Service
 from tests.backups.test_postgres import psql
+from tests.images.test_standins import build_images
 
 pytestmark = [
     pytest.mark.docker,
@@ -64,6 +65,13 @@ def clean(env, operator, service, dry_run=False):
     )
     assert operation.status == "succeeded", operation.error
     return {r.item: r for r in CleanupRecord.objects.filter(operation=operation)}
+
+
+@pytest.fixture
+def standins(docker_client):
+    """Point stackportal/httpstub:local at this tree's stand-in (its hash tag
+    is cached: a rebuild only when configs/images/httpstub changed)."""
+    return build_images.build_all(docker_client, ["httpstub"], log=lambda line: None)
 
 
 @pytest.fixture
@@ -112,7 +120,7 @@ def test_qdrant_collections_go_by_the_time_first_seen(
 
 
 def test_elasticsearch_indices_go_by_their_creation_date(
-    env, running, docker_client, operator
+    standins, env, running, docker_client, operator
 ):
     # Elasticsearch's stack (monitoring) builds on the core stack.
     running("postgres", "redis", "qdrant", "minio", "elasticsearch")
