@@ -170,6 +170,39 @@ backup-restore:
 crontab:
 	.venv/bin/python manage.py crontab $(CRONTAB_ARGS)
 
+# --- Retention ---------------------------------------------------------------
+# make retention-status|retention-test|retention-cleanup|retention-schedule|retention-backup [ENVIRONMENT=demo]
+# make retention-cleanup-service SERVICE=postgres [ENVIRONMENT=demo]
+# They run `manage.py retention <action> --env $(ENVIRONMENT)`. retention-test
+# is the dry run: it measures what would go and what stays and deletes
+# nothing. retention-cleanup backs up first when the policy says so, and in a
+# protected environment waits for an approval. RETENTION_ARGS passes more
+# options, e.g. "--enqueue --wait". PORTAL_USER as for stacks.
+RETENTION_ARGS ?=
+RETENTION_CMD = .venv/bin/python manage.py retention
+RETENTION_OPTS = --env $(ENVIRONMENT) $(if $(PORTAL_USER),--user $(PORTAL_USER)) $(RETENTION_ARGS)
+
+.PHONY: retention-status retention-test retention-cleanup retention-cleanup-service retention-schedule retention-backup
+
+retention-status:
+	$(RETENTION_CMD) status $(RETENTION_OPTS)
+
+retention-test:
+	$(RETENTION_CMD) test $(RETENTION_OPTS)
+
+retention-cleanup:
+	$(RETENTION_CMD) cleanup $(RETENTION_OPTS)
+
+retention-cleanup-service:
+	@[ -n "$(SERVICE)" ] || { echo "usage: make retention-cleanup-service SERVICE=<service> [ENVIRONMENT=<env>]" >&2; exit 2; }
+	$(RETENTION_CMD) cleanup --service $(SERVICE) $(RETENTION_OPTS)
+
+retention-schedule:
+	$(RETENTION_CMD) schedule $(RETENTION_OPTS)
+
+retention-backup:
+	$(RETENTION_CMD) backup $(RETENTION_OPTS)
+
 # --- GPU status --------------------------------------------------------------
 # make gpu-status [ENVIRONMENT=demo]: sample the environment's GPUs once, print
 # what holds their memory and store/publish the sample (the page shows it).

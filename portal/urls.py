@@ -99,5 +99,6 @@ urlpatterns = [
     path("", include((portal_patterns, "portal"))),
     path("", include("stacks.urls")),
     path("", include("backups.urls")),
+    path("", include("retention.urls")),
     path("", include("gpu.urls")),
 ]

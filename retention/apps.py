@@ -7,16 +7,24 @@ class RetentionConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
+        from portal.metrics import register_collector
+        from portal.panels import register_panel
+        from portal.schedules import register_schedule
         from stacks.config.companions import Companion, register_companion
 
-        from .schema import check_retention_policies
+        from . import config
+        from .metrics import RetentionCollector
+        from .panels import retention_panel
+        from .schedules import scheduled_cleanups
 
-        def check(document, file, parsed):
-            return check_retention_policies(
-                document,
-                file,
-                environments=parsed.environment_names(),
-                volumes=set(parsed.volumes),
+        register_companion(
+            Companion(
+                config.FILENAME,
+                config.check,
+                importer=config.importer,
+                exporter=config.export_data,
             )
-
-        register_companion(Companion("retention-policies.yaml", check))
+        )
+        register_collector("retention", RetentionCollector)
+        register_panel("retention", retention_panel)
+        register_schedule("retention", scheduled_cleanups)

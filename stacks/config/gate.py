@@ -158,8 +158,11 @@ def form_field(obj, issue, fields):
         if field in PASSTHROUGH_KEYS or field.startswith("x-"):
             field = "extra"
         return field if field in fields else None
-    if len(parts) >= 3:
-        field = parts[2].split("[")[0]
+    # The segment naming the key (services.<name>.<key>); a model kept
+    # deeper in its file (an item of a map) says where its keys are.
+    depth = getattr(type(obj), "config_key_depth", 2)
+    if len(parts) > depth:
+        field = parts[depth].split("[")[0]
         # A model whose file keys differ from its fields says which is which.
         mapper = getattr(type(obj), "config_field_for", None)
         if mapper is not None:

@@ -575,3 +575,55 @@ def test_restic_image_runs_the_hosts_restic(spawn):
     container = spawn("restic", command=["restic", "version"])
     assert container.wait(timeout=60)["StatusCode"] == 0
     assert container.logs().decode().split()[:2] == host
+
+
+def test_elasticsearch_standin_lists_creates_and_deletes_indices(spawn, network, http):
+    """The calls retention makes: _cat/indices (JSON, chosen columns, sizes in
+    bytes, creation dates in epoch ms), index create with a creation date,
+    documents, and delete; an unknown index is a 404 as Elasticsearch's."""
+    container = spawn(
+        "httpstub",
+        environment={
+            "STANDIN_KIND": "elasticsearch",
+            "STANDIN_NAME": "elasticsearch",
+            "STANDIN_PORT": "9200",
+            "STANDIN_STORAGE": "/usr/share/elasticsearch/data",
+        },
+    )
+    wait_healthy(container)
+    base = f"http://{ip_on(container, network)}:9200"
+    assert http.get(base + "/", timeout=5).json()["version"]["number"] == "8.11.0"
+    old = 1_600_000_000_000
+    created = http.put(
+        base + "/logs-2020.09.13",
+        json={"settings": {"index": {"creation_date": old}}},
+        timeout=5,
+    )
+    assert created.json() == {
+        "acknowledged": True,
+        "shards_acknowledged": True,
+        "index": "logs-2020.09.13",
+    }
+    assert http.post(base + "/logs-new/_doc", json={"m": "x"}, timeout=5).ok
+    rows = http.get(
+        base + "/_cat/indices/logs-*",
+        params={"format": "json", "h": "index,creation.date,store.size,docs.count",
+                "bytes": "b"},
+        timeout=5,
+    ).json()  # fmt: skip
+    by_name = {row["index"]: row for row in rows}
+    assert by_name["logs-2020.09.13"]["creation.date"] == str(old)
+    assert by_name["logs-new"]["docs.count"] == "1"
+    assert int(by_name["logs-new"]["store.size"]) > 0
+    assert http.delete(base + "/logs-2020.09.13", timeout=5).json() == {
+        "acknowledged": True
+    }
+    missing = http.delete(base + "/logs-2020.09.13", timeout=5)
+    assert missing.status_code == 404
+    assert missing.json()["error"]["type"] == "index_not_found_exception"
+    # Indices persist across a restart.
+    container.restart()
+    wait_healthy(container)
+    base = f"http://{ip_on(container, network)}:9200"
+    text = http.get(base + "/_cat/indices", params={"h": "index"}, timeout=5).text
+    assert text.split() == ["logs-new"]

@@ -34,6 +34,7 @@ COMMANDS = [
     ["reap_operations"],
     ["verify_audit"],
     ["backup", "status", "--env", "demo"],
+    ["retention", "status", "--env", "demo"],
     ["crontab"],
     ["check_network_conflicts", "--env", "demo"],
     ["validate_networks", "--env", "demo"],

@@ -90,8 +90,10 @@ def test_environment_page_shows_live_state(
     # 10, one for the newest health probe of each service, 6 for the
     # credential check (services, their dependencies, overrides, environments,
     # backup policy, tiers: none per service), and each registered panel's few
-    # queries (the backups panel: one, this environment keeps no backups).
-    with django_assert_max_num_queries(18):
+    # queries (the backups panel: one, this environment keeps no backups; the
+    # retention panel: four, its settings, its last run with the run's totals,
+    # the bytes freed in 30 days).
+    with django_assert_max_num_queries(22):
         response = client.get(_urls(env, web)["page"])
     html = response.content.decode()
     assert 'data-stack="web"' in html and 'data-stack="data"' in html

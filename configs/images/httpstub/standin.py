@@ -4,7 +4,7 @@ Standard library only. Configured through the environment:
 
 STANDIN_NAME     service name shown in responses (default "standin")
 STANDIN_PORT     port, or comma list of ports, to listen on (default 8080)
-STANDIN_KIND     generic | vllm | qdrant | s3 (default generic)
+STANDIN_KIND     generic | vllm | qdrant | s3 | elasticsearch (default generic)
 STANDIN_DEPENDS  comma list of host:port; GET /health checks a TCP connect to each
                  and answers 503 when one fails
 STANDIN_MODEL    model id for /v1/models (VLLM_MODEL wins when set)
@@ -20,6 +20,10 @@ With STANDIN_KIND=s3 the S3 API MinIO serves is answered (standin_s3.py: buckets
 ListObjectsV2, objects; requests signed with MINIO_ROOT_USER and
 MINIO_ROOT_PASSWORD); unsigned requests for the health paths (/minio/health/live,
 /healthz, ...) are health checks.
+
+With STANDIN_KIND=elasticsearch the index calls of Elasticsearch 8 are answered
+(standin_es.py: _cat/indices, index create and delete, documents); indices persist
+in STANDIN_STORAGE/indices.json.
 """
 
 import email.parser
@@ -41,6 +45,7 @@ import urllib.parse
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import standin_es
 import standin_s3
 
 NAME = os.environ.get("STANDIN_NAME", "standin")
@@ -350,6 +355,7 @@ def download(handler, name, snapshot):
 
 STORE = QdrantStore(STORAGE) if KIND == "qdrant" else None
 S3 = standin_s3.S3Store(STORAGE) if KIND == "s3" else None
+ES = standin_es.EsStore(STORAGE) if KIND == "elasticsearch" else None
 NAME_RE, SNAP_RE = r"/collections/([^/]+)", r"/collections/([^/]+)/snapshots/([^/]+)"
 # (method, path pattern, function(handler, *path parameters) -> result).
 # Comments name the spec's operationIds.
@@ -475,6 +481,13 @@ class Handler(BaseHTTPRequestHandler):
         self.body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         if STORE is not None and self.qdrant(path, started):
             return
+        if ES is not None and not (
+            path in HEALTH_PATHS - {"/"} and self.command in ("GET", "HEAD")
+        ):
+            code, answer = standin_es.handle(self, ES, path, self.body)
+            if isinstance(answer, str):
+                return self.send(code, answer, "text/plain; charset=UTF-8")
+            return self.send(code, answer)
         if self.command in ("GET", "HEAD") and path in HEALTH_PATHS:
             return self.health(path)
         if self.command in ("GET", "HEAD") and path in ("/v1/models", "/models"):
