@@ -55,6 +55,7 @@ POST_VERBS = {
     "verify_environment": Verb.CHECK,
     "record_drill": Verb.CHECK,
     "record_restore": Verb.RESTORE,
+    "cleanup": Verb.CLEANUP,
 }
 # Pages outside any environment: they must not show what the user may not
 # see (the other environment's name).
