@@ -11,7 +11,7 @@ the file's shape, and :func:`issues` checks the rows as the import checks
 the file (the admin's gate).
 """
 
-from stacks.config.sync import RowSync
+from stacks.config.sync import RowSync, json_plain
 from stacks.models import Environment, Service
 
 from .choices import TierKind
@@ -37,26 +37,9 @@ def check(document, file, parsed):
     )
 
 
-def _environment_names(parsed):
-    """Return {name or alias: environment name} of the parsed stacks file."""
-    names = {name: name for name in parsed.environments}
-    for name, env in parsed.environments.items():
-        if env["alias"]:
-            names[env["alias"]] = name
-    return names
-
-
-def _plain(value):
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
-
-
 def tier_fields(values):
     """Return the StorageTier fields of a ``storage_tiers`` entry."""
-    values = _plain(values)
+    values = json_plain(values)
     kind = TierKind(values["type"])
     location_key = TIER_LOCATION_KEY[kind]
     return {
@@ -75,7 +58,7 @@ def tier_fields(values):
 
 def strategy_fields(values):
     """Return the BackupStrategy fields of a ``services`` entry."""
-    values = _plain(values)
+    values = json_plain(values)
     return {
         "backup_type": values.get("backup_type", ""),
         "method": values["backup_method"],
@@ -111,7 +94,7 @@ class BackupSync(RowSync):
                     "backup config",
                     key,
                     {"key": key},
-                    {"value": _plain(doc[key])},
+                    {"value": json_plain(doc[key])},
                 )
         self.missing(
             BackupConfigValue,
@@ -139,10 +122,10 @@ class BackupSync(RowSync):
                 {**strategy_fields(values), "order": order},
             )
         self.missing(BackupStrategy, "backup strategy", "service", set(services))
-        names = _environment_names(self.parsed)
+        names = self.parsed.environment_lookup()
         wanted = set()
         for alias, values in (doc.get("environments") or {}).items():
-            values = _plain(values or {})
+            values = json_plain(values or {})
             name = names[alias]
             wanted.add(name)
             environment = Environment.objects.filter(name=name).first()

@@ -13,7 +13,7 @@ the file's shape, and :func:`issues` checks the rows as the import checks
 the file (the admin's gate).
 """
 
-from stacks.config.sync import RowSync
+from stacks.config.sync import RowSync, json_plain
 from stacks.models import Environment, Service, Volume
 
 from .models import (
@@ -52,17 +52,9 @@ def check(document, file, parsed):
     )
 
 
-def _plain(value):
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
-
-
 def policy_fields(values):
     """Return the RetentionPolicy fields of a ``services`` entry."""
-    values = _plain(values)
+    values = json_plain(values)
     return {
         "retention_days": values.get("retention_days"),
         "cleanup_strategy": values.get("cleanup_strategy") or "",
@@ -77,7 +69,7 @@ def policy_fields(values):
 
 def item_fields(values):
     """Return the RetentionItem fields of an item entry."""
-    values = _plain(values or {})
+    values = json_plain(values or {})
     return {
         "retention_days": values.get("retention_days"),
         "cleanup_strategy": values.get("cleanup_strategy") or "",
@@ -87,21 +79,13 @@ def item_fields(values):
 
 def environment_fields(values):
     """Return the EnvironmentRetention fields of an ``environments`` entry."""
-    values = _plain(values or {})
+    values = json_plain(values or {})
     return {
         "default_retention_days": values.get("default_retention_days"),
         "cleanup_schedule": values.get("cleanup_schedule") or "",
         "dry_run": values.get("dry_run"),
         "backup_before_cleanup": values.get("backup_before_cleanup"),
     }
-
-
-def _environment_names(parsed):
-    names = {name: name for name in parsed.environments}
-    for name, env in parsed.environments.items():
-        if env["alias"]:
-            names[env["alias"]] = name
-    return names
 
 
 class RetentionSync(RowSync):
@@ -130,7 +114,7 @@ class RetentionSync(RowSync):
                     "retention setting",
                     key,
                     {"key": key},
-                    {"value": _plain(doc[key])},
+                    {"value": json_plain(doc[key])},
                 )
         self.missing(
             RetentionSetting,
@@ -173,7 +157,7 @@ class RetentionSync(RowSync):
         self.missing(RetentionPolicy, "retention policy", "service", set(services))
         volumes = doc.get("volumes") or {}
         for order, (name, values) in enumerate(volumes.items()):
-            values = _plain(values or {})
+            values = json_plain(values or {})
             self.upsert(
                 VolumeRetention,
                 "volume retention",
@@ -191,7 +175,7 @@ class RetentionSync(RowSync):
             self.prune()
 
     def _plan_environments(self, section):
-        names = _environment_names(self.parsed)
+        names = self.parsed.environment_lookup()
         wanted = set()
         for alias, values in section.items():
             name = names[alias]

@@ -43,6 +43,7 @@ __all__ = [
     "RowSync",
     "default_stacks_file",
     "import_configs",
+    "json_plain",
     "validate_configs",
 ]
 
@@ -215,6 +216,16 @@ def _audit_import(report, user):
             "changed_total": len(changed),
         },
     )
+
+
+def json_plain(value):
+    """Return a parsed YAML value as plain dicts and lists with string keys,
+    the form a JSON field stores (companion files' rows use it)."""
+    if isinstance(value, dict):
+        return {str(k): json_plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [json_plain(v) for v in value]
+    return value
 
 
 class RowSync:

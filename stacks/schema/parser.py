@@ -59,6 +59,14 @@ class StacksConfig:
         names.update(e["alias"] for e in self.environments.values() if e["alias"])
         return names
 
+    def environment_lookup(self):
+        """Return ``{name or alias: environment name}``."""
+        names = {name: name for name in self.environments}
+        for name, env in self.environments.items():
+            if env["alias"]:
+                names[env["alias"]] = name
+        return names
+
 
 class ParserBase:
     """Reporting and generic checks shared by the rule mixins."""
