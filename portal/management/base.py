@@ -24,6 +24,7 @@ import json
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.core.management.base import BaseCommand, CommandError
+from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 
 from portal.choices import OperationStatus
@@ -38,9 +39,25 @@ from portal.operations import (
 
 from .database import database_problem
 
-__all__ = ["OperationCommand", "PortalCommand", "format_line"]
+__all__ = ["OperationCommand", "PortalCommand", "format_line", "size", "table"]
 
 PASS_USER = "Pass --user USERNAME (with make: PORTAL_USER=USERNAME)"
+
+
+def size(value):
+    """Return a byte count as ``1.2 MB`` (``-`` when unknown)."""
+    return "-" if value is None else filesizeformat(value).replace("\xa0", " ")
+
+
+def table(rows):
+    """Return ``rows`` (tuples of text, a header first) as aligned lines."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return [
+        "  ".join(
+            cell.ljust(width) for cell, width in zip(row, widths, strict=True)
+        ).rstrip()
+        for row in rows
+    ]
 
 
 def format_line(seq, level, text, created):

@@ -33,7 +33,6 @@ succeeded.
 
 from django.core.exceptions import PermissionDenied
 from django.core.management.base import CommandError
-from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 
 from backups.alerts import evaluate_alerts, page_url
@@ -52,27 +51,11 @@ from backups.status import environment_backups, failed_records
 from backups.strategies.config import CONFIG_SERVICE
 from backups.verify import integrity_settings
 from portal.choices import Verb
-from portal.management.base import OperationCommand
+from portal.management.base import OperationCommand, size, table
 from portal.operations import INFO_KEY, get_runner
 from portal.permissions import require
 from portal.schedules import cron_line, next_runs, scheduled_commands
 from stacks.models import Service
-
-
-def size(value):
-    """Return a byte count as ``1.2 MB`` (``-`` when unknown)."""
-    return "-" if value is None else filesizeformat(value).replace("\xa0", " ")
-
-
-def table(rows):
-    """Return ``rows`` (tuples of text, a header first) as aligned lines."""
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return [
-        "  ".join(
-            cell.ljust(width) for cell, width in zip(row, widths, strict=True)
-        ).rstrip()
-        for row in rows
-    ]
 
 
 class Command(OperationCommand):

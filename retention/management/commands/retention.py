@@ -20,12 +20,11 @@ policies delete (with a backup strategy), as a cleanup does first.
 
 from django.core.exceptions import PermissionDenied
 from django.core.management.base import CommandError
-from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 
 from backups.models import BackupStrategy
 from portal.choices import Verb
-from portal.management.base import OperationCommand
+from portal.management.base import OperationCommand, size, table
 from portal.permissions import require
 from portal.schedules import cron_line, next_runs, scheduled_commands
 from stacks.models import Service
@@ -35,20 +34,6 @@ from ...models import CleanupRecord
 from ...operations import scheduled_window
 from ...policies import cleanup_settings, environment_items
 from ...status import item_rows, last_runs, next_run
-
-
-def size(value):
-    return "-" if value is None else filesizeformat(value).replace("\xa0", " ")
-
-
-def table(rows):
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return [
-        "  ".join(
-            cell.ljust(width) for cell, width in zip(row, widths, strict=True)
-        ).rstrip()
-        for row in rows
-    ]
 
 
 def when(value):
