@@ -23,7 +23,7 @@ sampler=$!
 trap 'kill "$worker" "$sampler" 2>/dev/null || true; wait "$worker" "$sampler" 2>/dev/null || true' EXIT
 trap 'exit 130' INT TERM
 echo
-echo "Stack Portal: http://127.0.0.1:8000/  (log in as admin; worker log in .state/worker.log)"
+echo "Stack Portal: http://127.0.0.1:${PORTAL_PORT:-8000}/  (log in as admin; worker log in .state/worker.log)"
 echo "GPU status: the GPUs page of each environment (sampler log in .state/gpu-sampler.log)"
 echo "Start the demo stacks from the page of environment 'demo', or:"
 echo "  make start-core    (acts as the system user portal-system, Operator of demo only)"
