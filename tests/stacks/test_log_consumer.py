@@ -323,9 +323,12 @@ async def test_logs_slow_client_gets_dropped_marker(world, make_container, setti
                 checked += 1
                 pending = None
             last = int(message["lines"][-1][2])
-    assert checked >= 1
     if pending is not None:
-        assert last + pending == total
+        # The lines dropped were the container's last ones (on a fast host
+        # the whole burst outruns the unacknowledged second).
+        assert last + pending == total, (last, pending, total)
+        checked += 1
+    assert checked >= 1
 
 
 async def test_logs_disconnect_stops_follow_threads(world, make_container):
