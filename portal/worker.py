@@ -17,10 +17,13 @@ On top of RQ's ``Worker`` it
 - makes each work horse die with its worker (``PR_SET_PDEATHSIG``): a worker
   killed with SIGKILL must not leave its horse running an operation that the
   reaper is about to release to the next in line;
-- starts an operation in the worker while the horse it has just forked
-  does RQ's own preparations, and hands it over through a pipe
+- has an operation started while the horse it has just forked does RQ's
+  own preparations, and hands it over through a pipe
   (:class:`~portal.operations.StartHandoff`), so the start transaction
-  overlaps them instead of following them;
+  overlaps them instead of following them; the transaction runs in the
+  worker's starter (:class:`~portal.operations.Starter`, a long-lived
+  child named ``portal-starter``), not in the worker, which right after a
+  fork would pay a copy-on-write fault for each page it writes;
 - closes the parent's database connections before forking, so no horse
   shares a connection with its parent.
 """
@@ -41,18 +44,23 @@ from . import jobs  # noqa: F401  (preloaded for the work horses)
 from .models import Operation
 from .operations import (
     OPERATION_JOB,
+    Starter,
     StartHandoff,
     abandon_operation,
     autodiscover,
     get_config,
+    start_by_id,
     try_reap,
 )
 
-__all__ = ["PortalWorker"]
+__all__ = ["STARTER_NAME", "PortalWorker"]
 
 logger = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1
+
+#: The process name of a worker's starter (``/proc/<pid>/comm``, ``ps``).
+STARTER_NAME = "portal-starter"
 
 
 def _die_with_parent():
@@ -66,6 +74,19 @@ def _die_with_parent():
     if os.getppid() != parent:
         # The parent died before prctl() took effect.
         os._exit(1)
+
+
+_PR_SET_NAME = 15
+
+
+def _starter_forked():
+    """In a worker's starter, right after the fork: die with it, name it."""
+    _die_with_parent()
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_NAME, ctypes.c_char_p(STARTER_NAME.encode()), 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
 
 
 class PortalWorker(Worker):
@@ -83,6 +104,7 @@ class PortalWorker(Worker):
         super().__init__(*args, **kwargs)
         self._next_reap = 0.0
         self._handoff = None
+        self._starter = Starter(self.name, start=start_by_id, on_fork=_starter_forked)
         autodiscover()
         # Built here, not in each horse; it holds no connection until used,
         # and a horse's publisher loop gets connections of its own.
@@ -135,6 +157,8 @@ class PortalWorker(Worker):
     def fork_work_horse(self, job, queue):
         if job.func_name != OPERATION_JOB or not job.args:
             return super().fork_work_horse(job, queue)
+        # Forked (when it has to be) before the pipe is made, so it does not hold it.
+        self._starter.ensure()
         self._handoff = handoff = StartHandoff(job.args[0])
         try:
             # Only the worker comes back: the horse leaves with os._exit().
@@ -144,13 +168,22 @@ class PortalWorker(Worker):
             raise
         finally:
             self._handoff = None
-        handoff.in_worker(worker_name=self.name)
+        # The starter works while the horse gets ready.
+        starter = self._starter if self._starter.request(job.args[0]) else None
+        handoff.in_worker(worker_name=self.name, starter=starter)
 
     def main_work_horse(self, job, queue):
         _die_with_parent()
+        for fd in self._starter.fds:  # the starter is the worker's, not the horse's
+            os.close(fd)
         if self._handoff is not None:
             self._handoff.in_horse()
         return super().main_work_horse(job, queue)
+
+    def teardown(self):
+        if not self.is_horse:
+            self._starter.stop()
+        super().teardown()
 
     def handle_work_horse_killed(self, job, retpid, ret_val, rusage):
         super().handle_work_horse_killed(job, retpid, ret_val, rusage)

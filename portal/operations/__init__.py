@@ -85,6 +85,7 @@ from .execution import (
     execute_operation,
     follow_operation,
     run_inline,
+    start_by_id,
 )
 from .line import OPERATION_JOB, finish_operation, start_operation
 from .log import OperationLog
@@ -98,6 +99,7 @@ from .registry import (
 )
 from .requests import cancel_operation, queue_operation, request_operation
 from .runner import OperationRunner
+from .starter import Starter
 
 __all__ = [
     "DEFAULTS",
@@ -113,6 +115,7 @@ __all__ = [
     "OperationRunner",
     "PlanError",
     "StartHandoff",
+    "Starter",
     "UnknownOperationKind",
     "abandon_operation",
     "approve_operation",
@@ -135,6 +138,7 @@ __all__ = [
     "reject_operation",
     "request_operation",
     "run_inline",
+    "start_by_id",
     "start_operation",
     "try_reap",
     "waiting_for",

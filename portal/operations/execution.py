@@ -13,8 +13,15 @@ from .exceptions import UnknownOperationKind
 from .line import _try_start, finish_operation
 from .registry import get_runner
 from .requests import _inline_worker_name
+from .starter import StarterGone
 
-__all__ = ["StartHandoff", "execute_operation", "follow_operation", "run_inline"]
+__all__ = [
+    "StartHandoff",
+    "execute_operation",
+    "follow_operation",
+    "run_inline",
+    "start_by_id",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -29,9 +36,10 @@ class StartHandoff:
     A forking worker (:class:`portal.worker.PortalWorker`) makes one for an
     operation's job and forks. The horse first does RQ's own preparations
     (signals, bookkeeping in Redis, several milliseconds); meanwhile the
-    worker runs the start transaction (:func:`~portal.operations.
-    start_operation`) and sends the started operation down a pipe, and the
-    horse's :func:`execute_operation` reads it and goes straight to the
+    start transaction (:func:`~portal.operations.start_operation`) runs in
+    the worker's :class:`~portal.operations.Starter` (or, without one, in
+    the worker), the worker sends the started operation down a pipe, and
+    the horse's :func:`execute_operation` reads it and goes straight to the
     runner. Started by the horse itself, after those preparations, the
     transaction came on top of them, and cost more there: a freshly forked
     process pays a page fault for the first write to each page it shares
@@ -54,19 +62,25 @@ class StartHandoff:
         self._write = None
         _handoff = self
 
-    def in_worker(self, *, worker_name):
+    def in_worker(self, *, worker_name, starter=None):
         """Call in the worker right after the fork: start, send; return whether started.
 
-        Never raises: whatever goes wrong, the horse gets an answer (maybe
-        an empty one) and carries on.
+        With ``starter`` (a :class:`~portal.operations.starter.Starter`
+        already asked to start this operation), take its answer instead of
+        starting the operation here. Never raises: whatever goes wrong, the
+        horse gets an answer (maybe an empty one) and carries on.
         """
         os.close(self._read)
         self._read = None
         payload = b""
         try:
-            operation = _start_here(_load(self.operation_id), worker_name)
-            if operation is not None:
-                payload = pickle.dumps(operation, pickle.HIGHEST_PROTOCOL)
+            if starter is not None:
+                try:
+                    payload = starter.reply(self.operation_id)
+                except StarterGone:
+                    payload = self._start_after_starter(worker_name)
+            else:
+                payload = _pickled(_start_here(_load(self.operation_id), worker_name))
         except Exception:  # noqa: BLE001  (the horse starts it, or learns why not)
             logger.exception("Could not start operation %s", self.operation_id)
         try:
@@ -77,6 +91,19 @@ class StartHandoff:
         finally:
             self._write = None
         return bool(payload)
+
+    def _start_after_starter(self, worker_name):
+        """The starter died: start the operation here, unless it had already."""
+        operation = _load(self.operation_id)
+        if (
+            operation is not None
+            and operation.status == OperationStatus.RUNNING
+            and operation.worker_name == worker_name[:200]
+        ):
+            # Its start was committed: this worker runs one job at a time,
+            # so the operation running under its name is this job's.
+            return _pickled(operation)
+        return _pickled(_start_here(operation, worker_name))
 
     def receive(self):
         """In the horse: wait for the worker; return the started operation or None."""
@@ -91,6 +118,17 @@ class StartHandoff:
             if fd is not None:
                 os.close(fd)
         self._read = self._write = None
+
+
+def _pickled(operation):
+    return (
+        b"" if operation is None else pickle.dumps(operation, pickle.HIGHEST_PROTOCOL)
+    )
+
+
+def start_by_id(operation_id, worker_name):
+    """Start the queued operation ``operation_id``; return it, or None if it may not."""
+    return _start_here(_load(operation_id), worker_name)
 
 
 def _load(operation_id):

@@ -12,6 +12,7 @@ from django.db import connection
 from portal.choices import OperationStatus
 from portal.models import Operation, OperationLogLine
 from portal.operations import cancel_operation, request_operation
+from portal.worker import STARTER_NAME
 
 from .helpers import texts, wait_finished, wait_for
 
@@ -111,8 +112,11 @@ def test_worker_killed_mid_operation_is_abandoned_and_stack_released(
     doomed = steps(operator, environment, stack, steps=400, sleep=0.05)
     wait_running(doomed, lines=2)
     victim = _pick(workers, doomed.worker_name)
+    (starter,) = _starters(victim.pid)
     victim.send_signal(signal.SIGKILL)
     victim.wait()
+    # Its starter dies with it (and is reaped by init, not left a zombie).
+    wait_for(lambda: _gone(starter), timeout=10, message="the starter to die")
 
     following = steps(operator, environment, stack, steps=2)
     wait_finished(doomed, timeout=60)
@@ -141,13 +145,42 @@ def _children(pid):
     return found
 
 
+def _comm(pid):
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except FileNotFoundError:
+        return None
+
+
+def _horses(pid):
+    """The worker's children but its starter."""
+    return [child for child in _children(pid) if _comm(child) != STARTER_NAME]
+
+
+def _starters(pid):
+    return [child for child in _children(pid) if _comm(child) == STARTER_NAME]
+
+
+def _state(pid):
+    """The state letter of ``pid`` (``Z`` for a zombie), None once reaped."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1][0]
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+
+
+def _gone(pid):
+    """Whether ``pid`` has exited and been reaped (a zombie is not gone)."""
+    return _state(pid) in (None, "X")
+
+
 def test_killed_work_horse_fails_operation_at_once(
     worker_process, operator, environment, stack
 ):
     worker = worker_process()
     operation = steps(operator, environment, stack, steps=400, sleep=0.05)
     wait_running(operation, lines=2)
-    (horse,) = _children(worker.pid)
+    (horse,) = _horses(worker.pid)
     os.kill(horse, signal.SIGKILL)
     wait_finished(operation, timeout=30)
     assert operation.status == OperationStatus.FAILED
@@ -282,3 +315,48 @@ def test_run_worker_restarts_a_dead_worker_and_fails_its_operation(
     wait_finished(following)
     assert following.status == OperationStatus.SUCCEEDED
     assert following.worker_name == "pair.default"
+
+
+def test_killed_starter_is_replaced_and_operations_still_start(
+    worker_process, operator, environment, stack
+):
+    """The worker's starter runs the start transactions; when it dies the
+    next operation starts anyway, and a new starter takes over."""
+    worker = worker_process()
+    first = steps(operator, environment, stack, steps=1)
+    wait_finished(first)
+    assert first.status == OperationStatus.SUCCEEDED, first.error
+    (starter,) = _starters(worker.pid)
+    os.kill(starter, signal.SIGKILL)
+    # Dead, and left for its worker to reap (which it does when it needs it).
+    wait_for(lambda: _state(starter) == "Z", timeout=10, message="the starter to die")
+
+    second = steps(operator, environment, stack, steps=2)
+    wait_finished(second)
+    assert second.status == OperationStatus.SUCCEEDED, second.error
+    assert second.worker_name == worker.name
+    assert texts(second) == ["step 1 of 2", "step 2 of 2"]
+    children = {child: _comm(child) for child in _children(worker.pid)}
+    assert "forking another" in worker.log_path.read_text()
+    assert len(_starters(worker.pid)) == 1, (children, worker.log_path.read_text())
+    (replacement,) = _starters(worker.pid)
+    assert replacement != starter
+    # The dead one was reaped by its worker, not left a zombie.
+    assert _gone(starter)
+
+
+def test_starter_ignores_the_signals_meant_for_its_worker(
+    worker_process, operator, environment, stack
+):
+    """SIGINT and SIGTERM stop a worker warmly; sent to its starter too (a
+    terminal's Ctrl-C reaches the whole group), they do not kill it."""
+    worker = worker_process()
+    first = steps(operator, environment, stack, steps=1)
+    wait_finished(first)
+    (starter,) = _starters(worker.pid)
+    os.kill(starter, signal.SIGINT)
+    os.kill(starter, signal.SIGTERM)
+    second = steps(operator, environment, stack, steps=1)
+    wait_finished(second)
+    assert second.status == OperationStatus.SUCCEEDED, second.error
+    assert _starters(worker.pid) == [starter]
