@@ -27,3 +27,9 @@ class StacksConfig(AppConfig):
             prefixes=("/networks/",),
         )
         register_panel("environments", environments_panel, page="dashboard", order=10)
+
+        from portal.schedules import register_schedule
+
+        from .schedules import scheduled_network_health
+
+        register_schedule("network-health", scheduled_network_health)

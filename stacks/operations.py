@@ -28,6 +28,10 @@ __all__ = [
 DEFAULTS = {
     # Seconds a start waits for each level of services to become healthy.
     "HEALTH_TIMEOUT": 180,
+    # When cron runs each environment's network health probes (five cron
+    # fields; empty: never), and how many days of probes are kept.
+    "NETWORK_HEALTH_SCHEDULE": "*/15 * * * *",
+    "NETWORK_HEALTH_KEEP_DAYS": 14,
 }
 
 

@@ -16,9 +16,11 @@ from ..networks import (
     check_environment,
     check_health,
     environment_networks,
+    prune_probes,
     remove_orphans,
     validate_environment,
 )
+from ..operations import get_config
 from ..secrets import InvalidReference, MissingSecret
 from .lifecycle import flag
 
@@ -198,6 +200,12 @@ class CheckNetworkHealthJob(_NetworkRunner):
             (log.info if row.ok else log.error)(line)
         for stack in skipped:
             log.info(f"{stack}: not running here, not probed")
+        keep = get_config()["NETWORK_HEALTH_KEEP_DAYS"]
+        pruned = prune_probes(env, keep)
+        if pruned:
+            log.info(
+                f"{pruned} probe(s) older than {keep} day(s) removed from the history"
+            )
         self.progress(100, "probed")
         failed = [r for r in rows if not r.ok]
         if failed:

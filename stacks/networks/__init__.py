@@ -29,7 +29,7 @@ from .conflicts import (
     find_conflicts,
     pairwise_conflicts,
 )
-from .health import check_health, probes_for
+from .health import check_health, probes_for, prune_probes
 from .plan import environment_networks, planned_on_host
 from .validate import Validation, validate_environment
 
@@ -52,6 +52,7 @@ __all__ = [
     "planned_on_host",
     "preflight",
     "probes_for",
+    "prune_probes",
     "remove_orphans",
     "validate_environment",
 ]

@@ -25,6 +25,7 @@ row, the history the environment page shows.
 
 import re
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.utils import timezone
 
@@ -103,6 +104,20 @@ def probes_for(spec):
     if ports:
         return ProbeSpec(spec.name, "tcp", ports[0])
     return None
+
+
+def prune_probes(environment, keep_days, *, now=None):
+    """Delete ``environment``'s probes older than ``keep_days``; return how many.
+
+    ``keep_days`` of 0 or less keeps every probe.
+    """
+    if keep_days is None or keep_days <= 0:
+        return 0
+    cutoff = (now or timezone.now()) - timedelta(days=keep_days)
+    deleted, _ = HealthProbe.objects.filter(
+        environment=environment, checked__lt=cutoff
+    ).delete()
+    return deleted
 
 
 def check_health(environment, *, client=None, owner="", operation=None, log=None):

@@ -508,8 +508,12 @@ def test_crontab_warns_when_the_acting_user_may_not_back_up(env, make_user):
     )
     check = warning.replace("may not back up", "may not run checks")
     assert f"# WARNING: {warning}\n" in out and f"# WARNING: {check}\n" in out
-    # Two checks: the restore drills and the verification.
-    assert err == f"Warning: {warning}.\nWarning: {check}.\nWarning: {check}.\n"
+    # Three checks: the restore drills, the verification and the network
+    # health probes.
+    assert err == (
+        f"Warning: {warning}.\nWarning: {check}.\nWarning: {check}.\n"
+        f"Warning: {check}.\n"
+    )
 
 
 def test_crontab_install_writes_the_file_and_the_log_folder(env, admin, tmp_path):
@@ -527,11 +531,15 @@ def test_crontab_install_writes_the_file_and_the_log_folder(env, admin, tmp_path
         "--run-as",
         "backup",
     )
-    assert out == f"Installed 4 cron line(s) in {target}; logs in {logs}.\n"
+    assert out == f"Installed 5 cron line(s) in {target}; logs in {logs}.\n"
     assert logs.is_dir()
     assert target.stat().st_mode & 0o777 == 0o644
     _variables, entries = parse_cron_file(target.read_text())
-    alerts, (_comments, schedule, user, command), drill, verify = entries
+    alerts, (_comments, schedule, user, command), drill, verify, health = entries
+    assert health[1:3] == ("*/15 * * * *", "backup")
+    assert f"check_network_health --env {env.name} >> {logs}/network-health-" in (
+        health[3]
+    )
     assert alerts[1:3] == ("*/15 * * * *", "backup")
     assert drill[1:3] == ("30 5 * * 0", "backup")
     assert f"backup drill --env {env.name} --scheduled" in drill[3]
@@ -550,7 +558,8 @@ def test_crontab_refuses_an_invalid_schedule_and_writes_nothing(env, tmp_path):
         "crontab", "--env", env.name, "--install", str(target), expect_error=True
     )
     assert error == (
-        "Not a cron schedule; fix it in the admin or the YAML file, then run crontab "
+        "Not a cron schedule; fix it where it is set (the admin, the YAML files, or "
+        "PORTAL_STACKS for network-health), then run crontab "
         f"again:\n  {env.name}: schedule of backup-{env.name}: '61 2 * * *' is not a "
         "valid cron expression"
     )

@@ -8,10 +8,12 @@ service functions or the commands, with an RQ burst worker or inline.
 
 import io
 import ipaddress
+from datetime import timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
+from django.utils import timezone
 from docker.types import IPAMConfig, IPAMPool
 
 from portal.choices import OperationStatus, Role
@@ -450,10 +452,24 @@ def test_health_probes_core_from_inside_its_network_and_keeps_them(
             run_jobs,
         )
     )
+    # A probe older than the history kept (NETWORK_HEALTH_KEEP_DAYS, 14).
+    expired = HealthProbe.objects.create(
+        environment=env,
+        stack="core",
+        service="retired",
+        kind="tcp",
+        target="retired:1",
+        ok=True,
+        checked=timezone.now() - timedelta(days=15),
+    )
     output, error = call(
         "check_network_health", "--env", env.name, "--user", net_operator.username
     )
     assert error is None, output
+    assert not HealthProbe.objects.filter(pk=expired.pk).exists()
+    assert "1 probe(s) older than 14 day(s) removed from the history" in lines(
+        last("network.health")
+    )
     rows = {r.service: r for r in HealthProbe.objects.filter(environment=env)}
     assert sorted(rows) == ["minio", "postgres", "qdrant", "redis"]
     assert all(r.ok and r.seconds > 0 for r in rows.values()), rows

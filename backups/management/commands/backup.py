@@ -620,7 +620,11 @@ class Command(OperationCommand):
 
     def do_schedule(self, environment, options):
         self.require(Verb.VIEW, environment, options)
-        commands = scheduled_commands(environment=environment.name)
+        commands = [
+            c
+            for c in scheduled_commands(environment=environment.name)
+            if c.args[:1] == ("backup",)
+        ]
         if not any(c.name == f"backup-{environment.name}" for c in commands):
             self.stdout.write(
                 f"Environment {environment.name} has no backup schedule "

@@ -102,8 +102,9 @@ class Command(PortalCommand):
         ]
         if problems:
             raise CommandError(
-                "Not a cron schedule; fix it in the admin or the YAML file, then "
-                "run crontab again:\n  " + "\n  ".join(problems)
+                "Not a cron schedule; fix it where it is set (the admin, the YAML "
+                "files, or PORTAL_STACKS for network-health), then run crontab "
+                "again:\n  " + "\n  ".join(problems)
             )
         text = self.render(commands, user, options)
         if options["install"] is None:
