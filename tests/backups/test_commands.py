@@ -537,8 +537,8 @@ def test_crontab_install_writes_the_file_and_the_log_folder(env, admin, tmp_path
     _variables, entries = parse_cron_file(target.read_text())
     alerts, (_comments, schedule, user, command), drill, verify, health = entries
     assert health[1:3] == ("*/15 * * * *", "backup")
-    assert f"check_network_health --env {env.name} >> {logs}/network-health-" in (
-        health[3]
+    assert (
+        f"check_network_health --env {env.name} >> {logs}/network-health-" in health[3]
     )
     assert alerts[1:3] == ("*/15 * * * *", "backup")
     assert drill[1:3] == ("30 5 * * 0", "backup")
