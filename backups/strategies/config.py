@@ -58,7 +58,8 @@ __all__ = [
     "redact_yaml_text",
 ]
 
-#: The service name records and tags of configuration backups carry.
+#: The service name records and tags of configuration backups carry; no
+#: real service may take it (``stacks.schema.keys.RESERVED_SERVICE_NAMES``).
 CONFIG_SERVICE = "config"
 ARCHIVE_NAME = "config.tar"
 MIN_SECRET_LENGTH = 4

@@ -22,6 +22,7 @@ __all__ = [
     "OVERRIDE_KEYS",
     "PASSTHROUGH_KEYS",
     "REQUIRED_TOP_KEYS",
+    "RESERVED_SERVICE_NAMES",
     "SERVICE_FIELDS",
     "SERVICE_KEYS",
     "SERVICE_ONLY_KEYS",
@@ -31,6 +32,14 @@ __all__ = [
     "VOLUME_KEYS",
 ]
 
+#: Names no service may take, and who uses each: ``networks`` is a key of
+#: an environment's overrides beside the service names; ``config`` is the
+#: service the configuration backups are recorded under
+#: (``backups.strategies.config.CONFIG_SERVICE``).
+RESERVED_SERVICE_NAMES = {
+    "networks": "environment overrides use it",
+    "config": "the configuration backups are recorded under it",
+}
 TOP_KEYS = ("config", "services", "stacks", "stack_networks", "volumes", "environments")
 REQUIRED_TOP_KEYS = ("services", "stacks", "stack_networks", "volumes", "environments")
 CONFIG_KEYS = ("project_name", "default_restart_policy", "healthcheck_templates")

@@ -15,6 +15,7 @@ from .common import (
 from .keys import (
     LEGACY_SERVICE_KEYS,
     PASSTHROUGH_KEYS,
+    RESERVED_SERVICE_NAMES,
     SERVICE_KEYS,
 )
 from .values import (
@@ -36,12 +37,13 @@ class ServiceRules:
             path = f"services.{name}"
             if not self.slug(doc, name, path, name, 80):
                 continue
-            if name == "networks":
+            if name in RESERVED_SERVICE_NAMES:
                 self.error(
                     doc,
                     name,
                     path,
-                    "'networks' is reserved (environment overrides use it)",
+                    f"{name!r} is reserved ({RESERVED_SERVICE_NAMES[name]}); "
+                    "name the service otherwise",
                 )
                 continue
             values = self.mapping(values, doc, name, path)

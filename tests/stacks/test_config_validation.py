@@ -651,3 +651,23 @@ def test_override_key_accepted_by_import_and_model_alike(tmp_path, key):
     except ValidationError:
         stored = False
     assert imported == stored == (key in OVERRIDE_KEYS)
+
+
+@pytest.mark.parametrize("name", ["networks", "config"])
+def test_reserved_service_names_are_refused_where_they_stand(tmp_path, name):
+    """``networks`` sits beside service names in an environment's overrides,
+    and the configuration backups are recorded as service ``config``."""
+    data = minimal()
+    data["services"][name] = data["services"]["redis"]
+    path = write_config(tmp_path, data)
+    line = line_of(path, f"  {name}:", after="services:")
+    text = errors_of(path)
+    assert f"{path}:{line}: services.{name}: {name!r} is reserved (" in text
+    assert "name the service otherwise" in text
+
+
+def test_the_configuration_backups_service_name_is_reserved():
+    from backups.strategies.config import CONFIG_SERVICE
+    from stacks.schema.keys import RESERVED_SERVICE_NAMES
+
+    assert CONFIG_SERVICE in RESERVED_SERVICE_NAMES
