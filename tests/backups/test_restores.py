@@ -2,6 +2,7 @@
 rows of the backup come back; the dry run and bad input touch nothing."""
 
 import pytest
+import redis as redis_lib
 
 from backups.models import BackupRecord
 from backups.operations import backup_service, restore_backup
@@ -12,6 +13,9 @@ from stacks import engine
 from stacks.models import Environment, Service
 from tests.backups.records import make_user  # noqa: F401
 from tests.backups.test_postgres import SEED, psql
+from tests.backups.test_redis import redis_service, run_backup  # noqa: F401
+from tests.backups.test_redis import sizes as redis_sizes
+from tests.backups.test_redis import values as redis_values
 from tests.backups.test_runs import only_local
 
 pytestmark = [
@@ -256,3 +260,67 @@ def test_protected_restore_needs_another_approver_and_a_fresh_verified_backup(
     fresh = BackupRecord.objects.get(operation=latest, tier__name="local")
     assert [b["record"] for b in done.result["backups"]] == [fresh.pk]
     assert counts(docker_client, container) == "2500,40"
+
+
+# -- Redis: the server stopped, its files replaced, started again ---------------
+
+
+@pytest.mark.parametrize("strategy", ["rdb", "aof"])
+def test_restore_onto_live_redis_brings_back_the_keys_of_its_backup(
+    redis_service,  # noqa: F811  (the fixture of test_redis)
+    operator,
+    docker_client,
+    strategy,
+):
+    """The demo's Redis runs with appendonly: an rdb backup goes back as the
+    base of a fresh append-only folder, an aof backup as the folder itself.
+    Either way what the server holds afterwards is the backup, whole: keys
+    changed since come back, keys deleted since return, keys added since go."""
+    env, container, port, names = redis_service
+    only_local(env)
+    before = redis_values("127.0.0.1", port, names)
+    operation = run_backup(env, operator, strategy)
+    assert operation.status == "succeeded", operation.error
+    record = BackupRecord.objects.get(operation=operation, tier__name="local")
+
+    main = redis_lib.Redis(host="127.0.0.1", port=port, db=0, socket_timeout=10)
+    other = redis_lib.Redis(host="127.0.0.1", port=port, db=2, socket_timeout=10)
+    try:
+        main.delete("profile", "queue")
+        main.set("item:0", b"changed")
+        main.set("later", b"written after the backup")
+        other.flushdb()
+        assert main.exists("profile", "queue") == 0 and other.dbsize() == 0
+    finally:
+        main.close()
+        other.close()
+
+    redis = Service.objects.get(name="redis")
+    planned = restore_backup(
+        env,
+        redis,
+        user=operator,
+        enqueue=False,
+        record=record.pk,
+        confirm=f"{env.name}/redis",
+    )
+    assert planned.plan["container"]["id"] == container[:12]
+    overwrites = planned.plan["overwrites"]
+    assert overwrites["dir"] == "/data" and "dump.rdb" in overwrites["files"]
+    operation = run_inline(planned)
+    assert operation.status == OperationStatus.SUCCEEDED, operation.error
+
+    assert redis_values("127.0.0.1", port, names) == before
+    assert redis_sizes("127.0.0.1", port, [0, 2]) == record.manifest["databases"]
+    check = redis_lib.Redis(host="127.0.0.1", port=port, db=0, socket_timeout=10)
+    try:
+        assert check.exists("later") == 0
+    finally:
+        check.close()
+    # The same container, stopped and started again.
+    after = container_of(docker_client, env, "redis")
+    assert after.id == container and after.state == "running"
+    lines = "\n".join(line.text for line in operation.lines.order_by("seq"))
+    assert "redis: stopping Redis to replace its files in " in lines
+    assert "redis: ready" in lines
+    assert {c["what"] for c in operation.result["compared"]} >= {"keys"}
