@@ -37,7 +37,8 @@ __all__ = ["Starter"]
 
 logger = logging.getLogger(__name__)
 
-_HEADER = struct.Struct("!36sI")  # the operation's id, the payload's length
+# An answer: the lengths of the operation's id and of the payload, then both.
+_HEADER = struct.Struct("!HI")
 
 
 class StarterGone(Exception):
@@ -116,12 +117,18 @@ class Starter:
         deadline = time.monotonic() + self.timeout
         try:
             while True:
-                header = self._read(_HEADER.size, deadline)
-                got, length = _HEADER.unpack(header)
-                payload = self._read(length, deadline) if length else b""
+                id_length, length = _HEADER.unpack(self._read(_HEADER.size, deadline))
+                got = self._read(id_length, deadline)
+                payload = self._read(length, deadline)
                 if got == want:
                     return payload
-                # An answer to an earlier request that was given up on.
+                # Not this operation's answer (none other should be pending):
+                # never hand it over.
+                logger.warning(
+                    "The starter of %s answered for %s; skipped.",
+                    self.worker_name,
+                    got.decode("ascii", "replace"),
+                )
         except (OSError, EOFError, TimeoutError) as exc:
             logger.warning(
                 "The starter of %s failed (%s); starting here.", self.worker_name, exc
@@ -207,6 +214,6 @@ class Starter:
                     logger.exception("Could not start operation %s", operation_id)
                     # A broken connection is not kept for the next one.
                     connections.close_all()
-                message = _HEADER.pack(line, len(payload)) + payload
+                message = _HEADER.pack(len(line), len(payload)) + line + payload
                 while message:
                     message = message[os.write(replies, message) :]

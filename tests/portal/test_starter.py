@@ -148,3 +148,24 @@ def test_without_a_starter_the_worker_starts_it_itself(queued):
     assert sent and received.status == OperationStatus.RUNNING
     assert Operation.objects.get(pk=queued.pk).worker_name == WORKER
     assert starts_of(queued) == 1
+
+
+def test_an_answer_left_unread_is_never_handed_to_another_operation(
+    queued, operator, environment, other_stack, make_starter, caplog
+):
+    later = request_operation(
+        "test.steps",
+        user=operator,
+        environment=environment,
+        stack=other_stack,
+        parameters={"steps": 1},
+        enqueue=False,
+    )
+    starter = make_starter()
+    assert starter.ensure()
+    pid = starter.pid
+    assert starter.request(queued.pk)  # its answer is never read
+    sent, received = hand_over(later, starter)
+    assert sent and received.pk == later.pk
+    assert f"answered for {queued.pk}; skipped" in caplog.text
+    assert starter.pid == pid  # not a failure: the starter goes on
