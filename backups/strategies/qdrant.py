@@ -30,7 +30,6 @@ with ``exact``), Qdrant's ``points_count`` and vector parameters
 
 import hashlib
 import json
-import re
 from contextlib import contextmanager
 from urllib.parse import quote
 
@@ -51,21 +50,13 @@ HELPER_PURPOSE = "qdrant.api"
 INDEX_NAME = "collections.json"
 ARCHIVE_NAME = "collections.tar"
 
-# One HTTP/1.0 request through nc: method, path, host, port, JSON body.
-# Fixed script; every value comes in as an argument or from the environment.
-REQUEST_SCRIPT = (
-    '{ printf "%s %s HTTP/1.0\\r\\nHost: %s\\r\\n" "$1" "$2" "$3"; '
-    '[ -z "$QDRANT_API_KEY" ] || printf "api-key: %s\\r\\n" "$QDRANT_API_KEY"; '
-    'printf "Content-Type: application/json\\r\\nContent-Length: %s\\r\\n\\r\\n%s" '
-    '"${#5}" "$5"; } | nc "$3" "$4"'
-)
-# A download through wget: URL.
+# API requests go through stacks.engine.api_request. A download through
+# wget: URL; the key comes from the exec environment.
 DOWNLOAD_SCRIPT = (
     'if [ -n "$QDRANT_API_KEY" ]; then '
     'exec wget -q -O - --header "api-key: $QDRANT_API_KEY" "$1"; '
     'else exec wget -q -O - "$1"; fi'
 )
-_STATUS_RE = re.compile(rb"^HTTP/\d\.\d (\d{3})")
 
 
 class QdrantStrategy(Strategy):
@@ -131,34 +122,28 @@ class QdrantStrategy(Strategy):
 
     def request(self, helper, method, path, body=None):
         """Send one API request from ``helper``; return the JSON ``result``."""
-        data = "" if body is None else json.dumps(body)
-        result = engine.exec_run(
-            self.context.client,
-            helper,
-            ["sh", "-c", REQUEST_SCRIPT, "sh", method, path, self.host]
-            + [str(self.port), data],
-            environment=self._environ,
-        )
-        raw = result.stdout
-        match = _STATUS_RE.match(raw)
-        if not result.ok or match is None:
-            detail = result.stderr_text(300) or raw[:300].decode("utf-8", "replace")
-            raise BackupError(
-                f"Qdrant in {self.service} did not answer {method} {path}: "
-                f"{detail or f'nc exited with {result.exit_code}'}"
-            )
-        status = int(match.group(1))
-        payload = raw.partition(b"\r\n\r\n")[2]
         try:
-            document = json.loads(payload) if payload.strip() else {}
-        except ValueError:
-            document = {}
-        if status >= 300:
+            answer = engine.api_request(
+                self.context.client,
+                helper,
+                self.host,
+                self.port,
+                method,
+                path,
+                body,
+                api_key=(self._environ or {}).get("QDRANT_API_KEY"),
+            )
+        except engine.NoApiAnswer as exc:
+            raise BackupError(
+                f"Qdrant in {self.service} did not answer {method} {path}: {exc.detail}"
+            )
+        document = answer.document
+        if answer.status >= 300:
             error = (document.get("status") or {}) if isinstance(document, dict) else {}
             text = error.get("error") if isinstance(error, dict) else None
             raise BackupError(
-                f"Qdrant in {self.service} answered {method} {path} with {status}: "
-                f"{text or payload[:300].decode('utf-8', 'replace')}"
+                f"Qdrant in {self.service} answered {method} {path} with "
+                f"{answer.status}: {text or answer.text()}"
             )
         return document.get("result")
 

@@ -2,8 +2,6 @@
 helper on the service's network."""
 
 import fnmatch
-import json
-import re
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from urllib.parse import quote
@@ -15,17 +13,6 @@ from ..models import CollectionSighting, RetentionPolicy
 from .base import (
     CleanupError,
 )
-
-# One HTTP/1.0 request through nc: method, path, host, port, JSON body. A
-# fixed script; every value is an argument (an API key comes in the exec
-# environment, never on a command line).
-_REQUEST_SCRIPT = (
-    '{ printf "%s %s HTTP/1.0\\r\\nHost: %s\\r\\n" "$1" "$2" "$3"; '
-    '[ -z "$API_KEY" ] || printf "api-key: %s\\r\\n" "$API_KEY"; '
-    'printf "Content-Type: application/json\\r\\nContent-Length: %s\\r\\n\\r\\n%s" '
-    '"${#5}" "$5"; } | nc "$3" "$4"'
-)
-_STATUS_RE = re.compile(rb"^HTTP/\d\.\d (\d{3})")
 
 
 @contextmanager
@@ -40,12 +27,10 @@ def _api(ctx, item, default_port):
     policy = RetentionPolicy.objects.filter(service=item.service).first()
     options = (policy.settings or {}) if policy else {}
     port = str(options.get("port") or default_port)
-    environ = {}
+    api_key = None
     if options.get("api_key"):
         try:
-            environ["API_KEY"] = resolve(
-                str(options["api_key"]), environ_for(ctx.environment)
-            )
+            api_key = resolve(str(options["api_key"]), environ_for(ctx.environment))
         except MissingSecret as exc:
             raise CleanupError(f"The API key of {item.service}: {exc}")
     with engine.helper_container(
@@ -60,34 +45,21 @@ def _api(ctx, item, default_port):
         ctx.client.api.start(helper)
 
         def request(method, path, body=None):
-            data = "" if body is None else json.dumps(body)
-            result = engine.exec_run(
-                ctx.client,
-                helper,
-                ["sh", "-c", _REQUEST_SCRIPT, "sh", method, path, item.service, port,
-                 data],
-                environment=environ or None,
-            )  # fmt: skip
-            raw = result.stdout
-            match = _STATUS_RE.match(raw)
-            if not result.ok or match is None:
-                detail = result.stderr_text(300) or raw[:300].decode("utf-8", "replace")
-                raise CleanupError(
-                    f"{item.service} did not answer {method} {path}: "
-                    f"{detail or f'nc exited with {result.exit_code}'}"
-                )
-            status = int(match.group(1))
-            payload = raw.partition(b"\r\n\r\n")[2]
             try:
-                document = json.loads(payload) if payload.strip() else {}
-            except ValueError:
-                document = {}
-            if status >= 300:
+                answer = engine.api_request(
+                    ctx.client, helper, item.service, port, method, path, body,
+                    api_key=api_key,
+                )  # fmt: skip
+            except engine.NoApiAnswer as exc:
                 raise CleanupError(
-                    f"{item.service} answered {method} {path} with {status}: "
-                    f"{payload[:300].decode('utf-8', 'replace')}"
+                    f"{item.service} did not answer {method} {path}: {exc.detail}"
                 )
-            return document
+            if answer.status >= 300:
+                raise CleanupError(
+                    f"{item.service} answered {method} {path} with "
+                    f"{answer.status}: {answer.text()}"
+                )
+            return answer.document
 
         yield request
 

@@ -127,6 +127,7 @@ from .scratch import (
 )
 from .specs import MountSpec, describe_spec
 from .stats import ContainerStats, container_stats, sample_stats
+from .webapi import ApiAnswer, NoApiAnswer, api_request
 
 __all__ = [
     "ScratchObject",
@@ -156,6 +157,7 @@ __all__ = [
     "EngineError",
     "GPU_HELPER_PURPOSE",
     "GpuHelperResult",
+    "ApiAnswer",
     "ExecResult",
     "ExecSession",
     "ExecStream",
@@ -163,6 +165,7 @@ __all__ = [
     "HostAddress",
     "HostNetwork",
     "LogStream",
+    "NoApiAnswer",
     "NoGpuSupport",
     "MountSpec",
     "api_error_text",
@@ -181,6 +184,7 @@ __all__ = [
     "ensure_image",
     "ensure_network",
     "ensure_volume",
+    "api_request",
     "exec_run",
     "exec_session",
     "exec_stream",
