@@ -12,6 +12,7 @@ shown read-only.
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 
+from portal.admin import ReadOnlyAdmin
 from portal.operations import OperationConflict
 from stacks.admin import GatedModelAdmin
 
@@ -54,7 +55,7 @@ class BackupConfigValueAdmin(BackupConfigAdmin):
 
 
 @admin.register(BackupRecord)
-class BackupRecordAdmin(admin.ModelAdmin):
+class BackupRecordAdmin(ReadOnlyAdmin):
     list_display = [
         "id",
         "environment",
@@ -69,15 +70,6 @@ class BackupRecordAdmin(admin.ModelAdmin):
     list_filter = ["status", "environment", "tier", "strategy"]
     search_fields = ["service_name", "snapshot_id"]
     actions = ["drill_selected"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     @admin.action(description="Drill selected backups (restore into a throw-away copy)")
     def drill_selected(self, request, queryset):
@@ -98,18 +90,9 @@ class BackupRecordAdmin(admin.ModelAdmin):
 
 
 @admin.register(RestoreDrill)
-class RestoreDrillAdmin(admin.ModelAdmin):
+class RestoreDrillAdmin(ReadOnlyAdmin):
     """Restore drills, read-only: written by drill runs only."""
 
     list_display = ["id", "record", "status", "created", "duration_s", "error"]
     list_filter = ["status", "record__environment"]
     search_fields = ["record__service_name", "record__snapshot_id", "error"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

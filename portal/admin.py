@@ -73,6 +73,21 @@ def _admin_environments(user):
     )
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """An admin that shows rows and never adds, changes or deletes one: the
+    records the portal writes itself (audit entries, backup records, drills,
+    cleanups)."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(RoleAssignment)
 class RoleAssignmentAdmin(AuditedAdminMixin, admin.ModelAdmin):
     audit_actions = {
@@ -290,7 +305,7 @@ class OperationAdmin(AuditedAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(AuditEntry)
-class AuditEntryAdmin(admin.ModelAdmin):
+class AuditEntryAdmin(ReadOnlyAdmin):
     """The audit log, read-only: nobody adds, changes or deletes an entry."""
 
     list_display = [
@@ -322,15 +337,6 @@ class AuditEntryAdmin(admin.ModelAdmin):
     ]
     readonly_fields = fields
     list_select_related = ["actor"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     @admin.display(description="created", ordering="created")
     def when(self, obj):

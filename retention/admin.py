@@ -11,6 +11,7 @@ admin shows them read-only.
 
 from django.contrib import admin
 
+from portal.admin import ReadOnlyAdmin
 from stacks.admin import GatedInline, GatedModelAdmin
 from stacks.models import Environment
 
@@ -115,17 +116,6 @@ class EnvironmentRetentionAdmin(RetentionConfigAdmin):
 @admin.register(RetentionSetting)
 class RetentionSettingAdmin(RetentionConfigAdmin):
     list_display = ["key"]
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(CleanupRecord)
